@@ -1,0 +1,1 @@
+"""Runnable examples; `conveyor dev` serves examples.reports:app by default."""

@@ -1,0 +1,69 @@
+"""conveyor: background jobs for Python. Accept in milliseconds, never lose a job."""
+
+from .app import Conveyor
+from .backends.base import Backend, Capabilities, JobFilter, Retention
+from .context import JobContext, current_job, log, progress
+from .errors import (
+    ArgumentsError,
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    ConveyorError,
+    InvalidJobError,
+    InvalidOptionError,
+    InvalidRequestError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
+    JobRemovedError,
+    JobStateError,
+    PayloadTooLargeError,
+    ResultTimeoutError,
+    UnknownTaskError,
+)
+from .handle import JobHandle
+from .jobs import Event, Job, JobState
+from .outcomes import Cancel, NonRetryableError, Retry
+from .task import JobOptions, Task
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentsError",
+    "Backend",
+    "BackendError",
+    "BackendUnavailableError",
+    "Cancel",
+    "Capabilities",
+    "ConfigurationError",
+    "Conveyor",
+    "ConveyorError",
+    "Event",
+    "InvalidJobError",
+    "InvalidOptionError",
+    "InvalidRequestError",
+    "Job",
+    "JobCancelledError",
+    "JobContext",
+    "JobFailedError",
+    "JobFilter",
+    "JobHandle",
+    "JobNotFoundError",
+    "JobOptions",
+    "JobRemovedError",
+    "JobState",
+    "JobStateError",
+    "NonRetryableError",
+    "PayloadTooLargeError",
+    "ResultTimeoutError",
+    "Retention",
+    "Retry",
+    "Task",
+    "UnknownTaskError",
+    "Worker",
+    "__version__",
+    "current_job",
+    "log",
+    "progress",
+]

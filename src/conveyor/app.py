@@ -1,0 +1,339 @@
+"""The app object: a task registry bound to one backend, with sync and async twins of
+every producer and operator call.
+
+    app = Conveyor("sqlite:///conveyor.db")      # or CONVEYOR_URL, or this default
+
+    @app.task(queue="reports", attempts=5, backoff="30s,2m,10m", timeout=60)
+    async def generate_report(user_id: int, days: int = 30) -> dict: ...
+
+    job = generate_report.enqueue(user_id=1, days=90)
+    job.result(timeout=60)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from .backends import backend_for
+from .backends.base import SYNC_CALL, Backend, JobFilter, NewJob, QueueInfo, Retention
+from .errors import (
+    ConfigurationError,
+    JobNotFoundError,
+    JobRemovedError,
+    JobStateError,
+    UnknownTaskError,
+)
+from .handle import JobHandle
+from .jobs import Job, JobState
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
+from .task import Executor, JobOptions, Task, check_options
+from .worker.keeper import LeaderDuty
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+DEFAULT_URL = "sqlite:///conveyor.db"
+
+
+class Conveyor:
+    """Tasks plus the backend their jobs live in."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        default_queue: str = "default",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        retention: Retention | None = None,
+    ) -> None:
+        self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+        self.backend: Backend = backend_for(self.url)
+        check_options(queue=default_queue)
+        self.default_queue = default_queue
+        if max_payload_bytes <= 0:
+            raise ConfigurationError("max_payload_bytes must be positive")
+        self.max_payload_bytes = max_payload_bytes
+        self.retention = retention or Retention()
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        # Run by whichever worker holds the maintenance lock (see worker/keeper.py); how
+        # extensions (webhooks) follow the event stream without the worker knowing them.
+        self.leader_duties: list[LeaderDuty] = []
+        self._open_lock = threading.Lock()
+        self._opened = False
+        self._portal: _Portal | None = None
+
+    def __repr__(self) -> str:
+        return f"<Conveyor {self.url} tasks={len(self.tasks)}>"
+
+    # -- registering tasks --------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = ...,
+        queue: str | None = ...,
+        priority: int = ...,
+        attempts: int = ...,
+        max_stalls: int = ...,
+        timeout: float | str | None = ...,
+        backoff: Any = ...,
+        executor: Executor | None = ...,
+        non_retryable: Sequence[type[BaseException]] = ...,
+        expose: bool = ...,
+    ) -> _TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        attempts: int = 3,
+        max_stalls: int = 1,
+        timeout: float | str | None = None,
+        backoff: Any = None,
+        executor: Executor | None = None,
+        non_retryable: Sequence[type[BaseException]] = (),
+        expose: bool = False,
+    ) -> Any:
+        """Register a function as a task (usable bare, ``@app.task``, or with options).
+
+        expose=True lets the HTTP API enqueue it; other tasks cannot be called over HTTP.
+        """
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or func.__name__
+            if task_name in self.tasks and self.tasks[task_name].fn is not func:
+                raise ConfigurationError(
+                    f"a task named {task_name!r} is registered already; pass name= to tell "
+                    "them apart"
+                )
+            checked = check_options(queue=queue or self.default_queue, priority=priority,
+                                    attempts=attempts, max_stalls=max_stalls, timeout=timeout,
+                                    backoff=backoff)
+            is_async = asyncio.iscoroutinefunction(func)
+            chosen: Executor = executor or ("async" if is_async else "thread")
+            if chosen not in ("async", "thread", "process"):
+                raise ConfigurationError(f"unknown executor {chosen!r}")
+            if chosen == "async" and not is_async:
+                raise ConfigurationError(f"{task_name}: executor='async' needs an async def")
+            if chosen == "process" and "<locals>" in func.__qualname__:
+                raise ConfigurationError(
+                    f"{task_name}: process-executor tasks must be defined at module level, "
+                    "so the child process can import them"
+                )
+            task: Task[Any, Any] = Task(self, func, task_name, JobOptions(**checked), chosen,
+                                        tuple(non_retryable), exposed=expose)
+            self.tasks[task_name] = task
+            return task
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTaskError(name, list(self.tasks)) from None
+
+    @property
+    def queue_names(self) -> list[str]:
+        return sorted({t.defaults.queue for t in self.tasks.values()} or {self.default_queue})
+
+    # -- connection ---------------------------------------------------------------------
+    def use(self, url: str) -> None:
+        """Point the app at another backend (tests, the CLI's --url); closes the old one."""
+        new_backend = backend_for(url)
+        self.close()
+        self.url, self.backend = url, new_backend
+        self._opened = False  # an async-only backend closes with the loop that opened it
+
+    async def aopen(self) -> None:
+        if not self._opened:
+            await self.backend.open()
+            self._opened = True
+
+    def open(self) -> None:
+        """Open for sync calls: the backend itself where it can run inline (SQLite), else
+        the private event-loop thread with its own backend (`app.backend` stays for async
+        callers and opens on their loop)."""
+        with self._open_lock:
+            if self.backend.capabilities.inline_sync:
+                if not self._opened:
+                    self.run_sync(self.backend.open)
+                    self._opened = True
+            elif self._portal is None:
+                self._portal = _Portal(self.url)
+
+    async def aclose(self) -> None:
+        if self._opened:
+            await self.backend.close()
+            self._opened = False
+        if self._portal is not None:
+            self._portal.stop()
+            self._portal = None
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._opened and self.backend.capabilities.inline_sync:
+                self.run_sync(self.backend.close)
+                self._opened = False
+            if self._portal is not None:
+                self._portal.stop()
+                self._portal = None
+
+    def run_sync(self, call: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """Run one backend coroutine from synchronous code.
+
+        Backends that can (SQLite) finish it on this thread without an event loop; others
+        run it on a private event loop thread with a backend instance of its own.
+        """
+        if self.backend.capabilities.inline_sync:
+            token = SYNC_CALL.set(True)
+            try:
+                coro = call(*args)
+                try:
+                    coro.send(None)
+                except StopIteration as done:
+                    value: T = done.value
+                    return value
+                coro.close()
+                raise RuntimeError("backend coroutine suspended during a sync call")
+            finally:
+                SYNC_CALL.reset(token)
+        if self._portal is None:
+            self._portal = _Portal(self.url)
+        result: T = self._portal.call(call.__name__, *args)
+        return result
+
+    async def _backend(self) -> Backend:
+        if not self._opened:
+            await self.aopen()
+        return self.backend
+
+    def _sync_backend(self) -> None:
+        if self.backend.capabilities.inline_sync:
+            if not self._opened:
+                self.open()
+        elif self._portal is None:
+            self.open()
+
+    # -- producers ----------------------------------------------------------------------
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[JobHandle[Any]]:
+        """Store many prepared jobs (``task.prepare(...)``) in one backend call."""
+        self._sync_backend()
+        stored = self.run_sync(self.backend.enqueue, jobs)
+        return [JobHandle(self, e.job, e.created) for e in stored]
+
+    async def aenqueue_many(self, jobs: Sequence[NewJob]) -> list[JobHandle[Any]]:
+        backend = await self._backend()
+        return [JobHandle(self, e.job, e.created) for e in await backend.enqueue(jobs)]
+
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> JobHandle[Any]:
+        """Enqueue a task by name (CLI and HTTP use this)."""
+        return self.enqueue_many([self.get_task(task_name).prepare(*args, **kwargs)])[0]
+
+    # -- reading ------------------------------------------------------------------------
+    def _found(self, job: Job | None, job_id: str, removed_at: int | None) -> JobHandle[Any]:
+        if job is not None:
+            return JobHandle(self, job)
+        if removed_at is not None:
+            raise JobRemovedError(job_id)
+        raise JobNotFoundError(job_id)
+
+    def get_job(self, job_id: str) -> JobHandle[Any]:
+        """A handle on a stored job; JobNotFoundError / JobRemovedError otherwise."""
+        self._sync_backend()
+        job = self.run_sync(self.backend.get, job_id)
+        removed = None if job else self.run_sync(self.backend.tombstone, job_id)
+        return self._found(job, job_id, removed)
+
+    async def aget_job(self, job_id: str) -> JobHandle[Any]:
+        backend = await self._backend()
+        job = await backend.get(job_id)
+        removed = None if job else await backend.tombstone(job_id)
+        return self._found(job, job_id, removed)
+
+    def queues(self) -> list[QueueInfo]:
+        self._sync_backend()
+        return self.run_sync(self.backend.queues)
+
+    # -- operator actions on one job (bulk actions go to the backend with a JobFilter) --
+    def _act_one(self, action: str, job_id: str, allowed: set[JobState]) -> Job | None:
+        before = self.get_job(job_id).job
+        changed = self.run_sync(getattr(self.backend, action), JobFilter(ids=(job_id,)))
+        if not changed:
+            raise JobStateError(
+                f"cannot {action} job {job_id}: it is {before.state.value}"
+                f" (only {', '.join(sorted(s.value for s in allowed))} jobs)"
+            )
+        return None if action == "remove" else self.get_job(job_id).job
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a waiting or delayed job now, or ask a running job's worker to stop it."""
+        job = self._act_one("cancel", job_id, {JobState.WAITING, JobState.DELAYED,
+                                                JobState.ACTIVE})
+        assert job is not None
+        return job
+
+    def retry_job(self, job_id: str) -> Job:
+        """Replay a failed or cancelled job with a fresh set of attempts."""
+        job = self._act_one("retry", job_id, {JobState.FAILED, JobState.CANCELLED})
+        assert job is not None
+        return job
+
+    def promote_job(self, job_id: str) -> Job:
+        """Make a delayed job due now."""
+        job = self._act_one("promote", job_id, {JobState.DELAYED})
+        assert job is not None
+        return job
+
+    def remove_job(self, job_id: str) -> None:
+        self._act_one("remove", job_id, {s for s in JobState if s is not JobState.ACTIVE})
+
+
+class _TaskDecorator(Protocol):
+    """What ``@app.task(...)`` returns: call it on the function."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class _Portal:
+    """A background event loop with its own backend, for sync calls on async-only engines."""
+
+    def __init__(self, url: str) -> None:
+        self.backend = backend_for(url)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="conveyor-portal",
+                                       daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.backend.open(), self.loop).result()
+
+    def call(self, verb: str, *args: Any) -> Any:
+        method = getattr(self.backend, verb)
+        return asyncio.run_coroutine_threadsafe(method(*args), self.loop).result()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.backend.close(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()

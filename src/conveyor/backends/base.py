@@ -1,0 +1,298 @@
+"""The backend contract: the one interface every storage engine implements.
+
+It is named after the job lifecycle, not after storage. Every verb that changes a job is
+one atomic operation in the engine (one transaction, one script), and every time it needs
+("now", a delay's due time, a lease's deadline) comes from the engine's own clock.
+
+Lifecycle       enqueue · fetch · settle · heartbeat · progress · log · wait_for_work
+Maintenance     rescue · prune · try_lock · unregister_worker · now
+Operators       get · tombstone · list_jobs · queues · workers · events
+                cancel · retry · promote · remove · set_paused
+
+A worker holds a *lease* on each job it runs: the job id plus a random token that the
+claim issued. `settle`, `heartbeat`, `progress` and `log` carry the token and are refused
+(answered False / LOST) once the lease is gone, so a worker that lost its job can never
+overwrite the outcome of the worker that took it over.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..jobs import Event, Job, JobState
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do beyond the contract; tests skip by these, never by name."""
+
+    multi_process: bool = True  # several processes may share it
+    multi_host: bool = False  # workers on other machines may share it
+    blocking_wakeup: bool = False  # wait_for_work returns as soon as work arrives
+    # While SYNC_CALL is set, its coroutines finish without suspending, so the app's sync
+    # API can drive them directly instead of hopping to a background event loop.
+    inline_sync: bool = False
+
+
+SYNC_CALL: ContextVar[bool] = ContextVar("conveyor_sync_call", default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to store. Arguments arrive already validated and JSON-encoded by the app."""
+
+    id: str
+    queue: str
+    task: str
+    args_json: str
+    kwargs_json: str
+    priority: int = 0
+    key: str | None = None  # dedup key, unique within the queue while the job is kept
+    delay_ms: int = 0  # due this long after the backend's "now"
+    run_at_ms: int | None = None  # or at this absolute time (wins over delay_ms)
+    max_attempts: int = 3
+    max_stalls: int = 1
+    timeout: float | None = None
+    backoff_json: str | None = None
+    meta_json: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    job: Job
+    created: bool  # False: a job with the same key already existed and is returned instead
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    job_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job a worker now holds, with the lease token it must present to settle it."""
+
+    job: Job
+    token: str
+
+    @property
+    def lease(self) -> Lease:
+        return Lease(self.job.id, self.token)
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"  # result_json holds the result
+    FAILED = "failed"  # error holds the entry; retry_in_ms None = final, else retry after it
+    CANCELLED = "cancelled"
+    RELEASED = "released"  # handed back unfinished (shutdown): waiting again, attempt uncharged
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    job_id: str
+    token: str
+    outcome: Outcome
+    result_json: str | None = None
+    error: dict[str, Any] | None = None
+    retry_in_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    claims: list[Claim]
+    settled: list[bool]  # one per settlement passed to fetch, False where the lease was lost
+    next_due_in_ms: int | None  # how long until the next delayed job of these queues is due
+
+
+class LeaseStatus(enum.StrEnum):
+    HELD = "held"
+    LOST = "lost"  # taken back (expired and rescued) or settled elsewhere
+    CANCEL_REQUESTED = "cancel_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    in_flight: int = 0
+    started_at: int | None = None  # set by the backend on first heartbeat
+    last_seen_at: int | None = None  # set by the backend
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    counts: dict[JobState, int]
+    paused: bool
+    oldest_waiting_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a listing or bulk action means. Empty fields match everything."""
+
+    queue: str | None = None
+    states: tuple[JobState, ...] = ()
+    task: str | None = None
+    search: str | None = None  # text in the id, arguments or errors
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs are kept; the worker's maintenance applies it."""
+
+    completed_max_age_ms: int = 24 * 3600 * 1000
+    completed_max_count: int = 10_000  # per queue
+    failed_max_age_ms: int = 14 * 24 * 3600 * 1000
+    failed_max_count: int = 100_000  # per queue
+    events_max_age_ms: int = 24 * 3600 * 1000
+    tombstones_max_age_ms: int = 14 * 24 * 3600 * 1000
+    batch: int = 5_000  # rows removed per transaction, so writers never wait long
+
+
+@dataclass(slots=True)
+class Pruned:
+    jobs: int = 0
+    events: int = 0
+    tombstones: int = 0
+    workers: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """A storage engine for jobs. Instances are bound to one event loop once opened."""
+
+    capabilities: Capabilities = Capabilities()
+    url: str
+
+    # -- life of the connection ---------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, create the schema if needed, check durability settings."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def now(self) -> int:
+        """The backend's clock, in ms since the epoch."""
+
+    # -- producers ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Store jobs, atomically per queue (all of a queue's jobs in the call, or none).
+
+        A job whose key is held by a job of the same queue returns that job instead
+        (`created` False); keys are scoped to their queue so each queue can live on one
+        shard (Redis Cluster slot)."""
+
+    # -- workers ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def fetch(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_ms: int,
+        settle: Sequence[Settlement] = (),
+    ) -> Fetched:
+        """Settle `settle`, promote due delayed jobs, then claim up to `limit` waiting jobs
+        of unpaused `queues` (highest priority, then earliest due), in one operation."""
+
+    @abc.abstractmethod
+    async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """Record outcomes; False where the lease was no longer held (nothing changed)."""
+
+    @abc.abstractmethod
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease_ms: int
+    ) -> list[LeaseStatus]:
+        """Register the worker as alive and extend each held lease by `lease_ms`."""
+
+    @abc.abstractmethod
+    async def progress(self, lease: Lease, value: Any) -> bool: ...
+
+    @abc.abstractmethod
+    async def log(self, lease: Lease, message: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when work may have arrived for `queues`, or after `timeout` seconds."""
+
+    # -- maintenance --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def rescue(self) -> list[str]:
+        """Take back active jobs whose lease expired: waiting again (stalls + 1) or, past
+        max_stalls, failed; cancelled if a cancel was pending. Returns their ids."""
+
+    @abc.abstractmethod
+    async def prune(self, retention: Retention) -> Pruned: ...
+
+    @abc.abstractmethod
+    async def try_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
+        """Take or renew a named lock (leadership) until ttl passes without renewal."""
+
+    @abc.abstractmethod
+    async def unregister_worker(self, worker_id: str) -> None: ...
+
+    # -- operators ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def tombstone(self, job_id: str) -> int | None:
+        """When a job with this id was removed (retention or explicit), if it was."""
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self, where: JobFilter, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """Newest first; `cursor` continues a previous page (InvalidRequestError if bad)."""
+
+    @abc.abstractmethod
+    async def queues(self) -> list[QueueInfo]: ...
+
+    @abc.abstractmethod
+    async def workers(self) -> list[WorkerInfo]: ...
+
+    @abc.abstractmethod
+    async def events(
+        self, after: int = 0, limit: int = 500, job_id: str | None = None
+    ) -> list[Event]:
+        """Events with id > `after`, oldest first."""
+
+    @abc.abstractmethod
+    async def cancel(self, where: JobFilter) -> list[str]:
+        """Waiting and delayed jobs end cancelled at once; active ones get a cancel request
+        their worker acts on. Returns the ids affected."""
+
+    @abc.abstractmethod
+    async def retry(self, where: JobFilter) -> list[str]:
+        """Failed and cancelled jobs go back to waiting with a fresh set of attempts."""
+
+    @abc.abstractmethod
+    async def promote(self, where: JobFilter) -> list[str]:
+        """Delayed jobs become due now."""
+
+    @abc.abstractmethod
+    async def remove(self, where: JobFilter) -> list[str]:
+        """Delete jobs that are not active, leaving a tombstone."""
+
+    @abc.abstractmethod
+    async def set_paused(self, queue: str, paused: bool) -> None: ...

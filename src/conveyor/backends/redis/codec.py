@@ -1,0 +1,145 @@
+"""Translating between conveyor's records and what the Lua scripts take and return."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ...errors import InvalidRequestError
+from ...jobs import Event, Job, JobState
+from ...serialization import dumps, loads
+from ..base import Claim, NewJob, Outcome, Settlement, WorkerInfo
+
+STATES = {state.value: state for state in JobState}
+_MEMBER = re.compile(r"^\d{25}:.+$")
+
+
+def fields(flat: Sequence[str]) -> dict[str, str]:
+    """An HGETALL reply passed through Lua (a flat list) as a dict."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def job(h: dict[str, str]) -> Job:
+    """A job hash as a Job (counters a new job does not store yet read as 0)."""
+    get = h.get
+    timeout = get("timeout")
+    return Job(
+        id=h["id"], queue=h["queue"], task=h["task"], args=loads(h["args"]),
+        kwargs=loads(h["kwargs"]), state=STATES[h["state"]], priority=int(h["priority"]),
+        key=get("key"), attempt=int(get("attempt", 0)), max_attempts=int(h["max_attempts"]),
+        stalls=int(get("stalls", 0)), max_stalls=int(h["max_stalls"]),
+        timeout=None if timeout is None else float(timeout), backoff=loads(get("backoff")),
+        meta=loads(h["meta"]), progress=loads(get("progress")), result=loads(get("result")),
+        errors=loads(get("errors", "[]")), logs=loads(get("logs", "[]")),
+        created_at=int(h["created_at"]), scheduled_at=int(h["scheduled_at"]),
+        started_at=_int(get("started_at")), finished_at=_int(get("finished_at")),
+        worker=get("worker"), cancel_requested=get("cancel_requested") == "1",
+    )
+
+
+# The order of CLAIM_FIELDS in lua/includes/queue.lua.
+CLAIM_FIELDS = ("state", "attempt", "task", "args", "kwargs", "priority", "key",
+                "max_attempts", "max_stalls", "timeout", "backoff", "meta", "stalls",
+                "progress", "errors", "logs", "created_at", "scheduled_at")
+
+
+def claim(queue: str, worker: str, now: int, lease: Sequence[Any],
+          values: Sequence[str | None]) -> Claim:
+    """A job fetch.lua just leased: its CLAIM_FIELDS values plus what the claim decided."""
+    (_, _, task, args, kwargs, priority, key, max_attempts, max_stalls, timeout, backoff,
+     meta, stalls, progress, errors, logs, created_at, scheduled_at) = values
+    job_id, attempt, token = lease
+    assert task is not None and args is not None and kwargs is not None and meta is not None
+    return Claim(Job(
+        id=job_id, queue=queue, task=task, args=loads(args), kwargs=loads(kwargs),
+        state=JobState.ACTIVE, priority=int(priority or 0), key=key, attempt=int(attempt),
+        max_attempts=int(max_attempts or 0), stalls=int(stalls or 0),
+        max_stalls=int(max_stalls or 0), timeout=None if timeout is None else float(timeout),
+        backoff=loads(backoff), meta=loads(meta), progress=loads(progress), result=None,
+        errors=loads(errors or "[]"), logs=loads(logs or "[]"), created_at=int(created_at or 0),
+        scheduled_at=int(scheduled_at or 0), started_at=now, finished_at=None, worker=worker,
+        cancel_requested=False,
+    ), token)
+
+
+def new_job_args(new: NewJob) -> list[Any]:
+    """The 13 values enqueue.lua takes per job."""
+    return [
+        new.id, new.task, new.args_json, new.kwargs_json, new.priority, new.key or "",
+        max(new.delay_ms, 0), "" if new.run_at_ms is None else new.run_at_ms,
+        new.max_attempts, new.max_stalls, "" if new.timeout is None else repr(float(new.timeout)),
+        new.backoff_json or "", new.meta_json,
+    ]
+
+
+def created_job(new: NewJob, created_at: int, scheduled_at: int, state: str) -> Job:
+    """The job enqueue.lua just stored, without reading it back."""
+    return Job(
+        id=new.id, queue=new.queue, task=new.task, args=loads(new.args_json),
+        kwargs=loads(new.kwargs_json), state=STATES[state], priority=new.priority,
+        key=new.key, attempt=0, max_attempts=new.max_attempts, stalls=0,
+        max_stalls=new.max_stalls, timeout=None if new.timeout is None else float(new.timeout),
+        backoff=loads(new.backoff_json), meta=loads(new.meta_json), progress=None,
+        result=None, errors=[], logs=[], created_at=created_at, scheduled_at=scheduled_at,
+        started_at=None, finished_at=None, worker=None, cancel_requested=False,
+    )
+
+
+def settlement_args(s: Settlement) -> list[Any]:
+    """The six values settle.lua takes per settlement."""
+    payload = ""
+    summary = "null"
+    retry: int | str = ""
+    if s.outcome is Outcome.COMPLETED:
+        payload = s.result_json if s.result_json is not None else ""
+    elif s.outcome in (Outcome.FAILED, Outcome.CANCELLED):
+        error = s.error
+        if error is not None or s.outcome is Outcome.FAILED:
+            entry = {k: v for k, v in (error or {}).items() if k != "at"}
+            payload = dumps(entry)
+            if entry.get("type") is not None and entry.get("message") is not None:
+                summary = dumps(f"{entry['type']}: {entry['message']}")
+        if s.outcome is Outcome.FAILED and s.retry_in_ms is not None:
+            retry = max(int(s.retry_in_ms), 0)
+    return [s.job_id, s.token, s.outcome.value, payload, retry, summary]
+
+
+def event(queue: str, entry: Sequence[Any]) -> Event:
+    """A stream entry [id, [j, job, k, kind, d, data, a, at]] as an Event."""
+    eid, values = entry
+    return Event(id=int(eid.partition("-")[0]), job_id=values[1], queue=queue,
+                 kind=values[3], data=loads(values[5]), at=int(values[7]))
+
+
+def worker_json(worker: WorkerInfo) -> str:
+    return dumps({
+        "id": worker.id, "host": worker.host, "pid": worker.pid, "queues": list(worker.queues),
+        "concurrency": worker.concurrency, "in_flight": worker.in_flight,
+    })
+
+
+def order_member(h: dict[str, str]) -> str:
+    """A job's member of its queue's jobs set (what list cursors point at)."""
+    return f"{int(h['created_at']):013d}{int(h['seq']):012d}:{h['id']}"
+
+
+def encode_cursor(member: str) -> str:
+    return base64.urlsafe_b64encode(f"m:{member}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    kind, _, member = raw.partition(":")
+    if kind != "m" or not _MEMBER.match(member):
+        raise InvalidRequestError(f"bad cursor {cursor!r}")
+    return member

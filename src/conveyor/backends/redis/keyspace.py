@@ -1,0 +1,128 @@
+"""The Redis keyspace of conveyor: every key, its type and what it holds.
+
+All names start with the prefix (``conveyor`` unless the URL says ``?prefix=``). Every key
+carries a hash tag ``{...}`` so that the keys one script touches share one Cluster slot.
+
+Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)::
+
+    P:{q:Q}:job:<id>     hash    one job: id queue task args kwargs state priority key
+                                 attempt max_attempts stalls max_stalls timeout backoff meta
+                                 progress result errors logs created_at scheduled_at
+                                 started_at finished_at worker cancel_requested, and
+                                 token (the lease's; '' once settled), log_count (lines
+                                 kept), seq (enqueue order), ev (its latest event id).
+                                 An absent field is None; absent counters and lists are
+                                 0 and [] (a new job does not store them)
+    P:{q:Q}:waiting      zset    waiting jobs in claim order: score -priority, member
+                                 "<scheduled_at:13><seq:12>:<id>", so equal scores sort by
+                                 due time, then enqueue order (ZPOPMIN claims a batch)
+    P:{q:Q}:delayed      zset    not yet due: score scheduled_at, member id
+    P:{q:Q}:active       zset    running: score lease deadline, member id
+    P:{q:Q}:completed    zset    finished jobs, one set per final state: score finished_at
+    P:{q:Q}:failed       zset      (the failed set is the dead-letter set)
+    P:{q:Q}:cancelled    zset
+    P:{q:Q}:jobs         zset    every job, all scores 0, member "<created_at:13><seq:12>:<id>":
+                                 listing newest first and list cursors (ZREVRANGEBYLEX)
+    P:{q:Q}:keys         hash    dedup key -> id of the job holding it (unique per queue)
+    P:{q:Q}:tombstones   zset    removed job ids: score removed_at
+    P:{q:Q}:events       stream  state changes, progress and log lines; entry id "<n>-0"
+                                 where n = max(last + 1, now_ms * 1000), so ids only grow
+                                 and are tied to time (pruned with XTRIM MINID, capped with
+                                 XADD MAXLEN ~); fields j (job id) k (kind) d (JSON) a (at)
+    P:{q:Q}:meta         hash    seq (enqueue counter), ev (last event id), paused (1/0)
+    P:{q:Q}:wake         list    wake-up tokens for idle workers (BLPOP), at most 16
+
+Global, tag ``{g}``::
+
+    P:{g}:queues         set     every queue name ever used (a queue exists by having jobs)
+    P:{g}:workers        hash    worker id -> registration JSON
+    P:{g}:worker_started hash    worker id -> first heartbeat (ms)
+    P:{g}:worker_seen    zset    worker id, score last heartbeat (ms)
+    P:{g}:lock:<name>    string  owner of a named lock, expiring with PX (leadership)
+
+Job id index, tag ``{i:XX}`` with XX = crc32(id) & 0xff in hex (256 shards)::
+
+    P:{i:XX}:ids         hash    job id -> queue: how ``get(id)`` finds a job's queue
+
+The index is the one piece written outside a queue's scripts (a queue's script cannot
+touch another slot). It is written *before* the job (HSETNX, which also detects an id
+reused in another queue) and removed when the job's tombstone is pruned, so an existing
+job is always indexed; a crash between the two writes leaves at worst an entry pointing
+at a queue where the id is unknown, which reads as "no such job".
+
+Events: one stream per queue, written by the same script as the transition, so no state
+change can lack its event. A global ``events(after)`` merges the queues' streams and only
+returns ids below a watermark every queue has passed: each read reports the lowest id its
+queue can still write (``max(last + 1, now_ms * 1000)``), a queue's first event starts
+a millisecond ahead, and the merge stops below the smallest of these. On one server this
+is exact (every event is seen once, in id order). On Cluster the watermark is exact for
+existing queues whatever the nodes' clocks; the very first events of a queue created on a
+node whose clock lags another's by more than a millisecond can fall below a reader's
+position and be skipped by that global reader (per-job and per-queue reads are exact).
+
+Lease tokens are ``<queue>:<random>``: a lease alone routes a settle, heartbeat, progress or
+log call to its queue's slot without a lookup.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from ...errors import InvalidRequestError
+
+INDEX_SHARDS = 256
+WAKE_TOKENS = 16  # keep in step with WAKE_CAP in lua/includes/queue.lua
+ORDER_PREFIX = 26  # "<13 digits><12 digits>:" before the id in waiting/jobs members
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue, in the order every queue script receives them as KEYS."""
+
+    name: str
+    keys: tuple[str, ...]
+
+    @property
+    def wake(self) -> str:
+        return self.keys[-1]
+
+    @property
+    def tombstones(self) -> str:
+        return self.keys[9]
+
+
+QUEUE_KEY_NAMES = ("job:", "waiting", "delayed", "active", "completed", "failed", "cancelled",
+                   "jobs", "keys", "tombstones", "events", "meta", "wake")
+
+
+class Keyspace:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._queues: dict[str, QueueKeys] = {}
+        g = f"{prefix}:{{g}}:"
+        self.queues = g + "queues"
+        self.workers = (g + "workers", g + "worker_started", g + "worker_seen")
+
+    def queue(self, name: str) -> QueueKeys:
+        keys = self._queues.get(name)
+        if keys is None:
+            if not name or any(c in name for c in "{}:"):
+                raise InvalidRequestError(f"bad queue name {name!r} for redis")
+            base = f"{self.prefix}:{{q:{name}}}:"
+            keys = self._queues[name] = QueueKeys(
+                name, tuple(base + part for part in QUEUE_KEY_NAMES))
+        return keys
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}:{{g}}:lock:{name}"
+
+    def index(self, job_id: str) -> str:
+        shard = zlib.crc32(job_id.encode()) & (INDEX_SHARDS - 1)
+        return f"{self.prefix}:{{i:{shard:02x}}}:ids"
+
+
+def queue_of_token(token: str) -> str | None:
+    """The queue a lease token was issued by, or None for a token this backend never made."""
+    queue, sep, rest = token.partition(":")
+    return queue if sep and queue and rest else None

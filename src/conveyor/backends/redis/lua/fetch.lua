@@ -1,0 +1,97 @@
+-- fetch: the worker's one call per batch. Records the outcomes of the previous batch,
+-- makes due delayed jobs waiting, then leases up to `limit` waiting jobs (highest
+-- priority, then earliest due, then first in) unless the queue is paused.
+-- In 'peek' mode it claims nothing and returns the head of the waiting set instead, so
+-- a worker of several queues can split its batch between them by priority.
+--
+-- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
+--              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
+-- ARGV[1]      events kept per queue (XADD MAXLEN ~)
+-- ARGV[2]      'claim' or 'peek'
+-- ARGV[3]      limit: how many jobs to claim (claim) or to show (peek)
+-- ARGV[4]      worker id
+-- ARGV[5]      lease length in ms
+-- ARGV[6]      token prefix "<queue>:<random>."; claim i gets the token prefix .. i
+-- ARGV[7]      number of settlements that follow
+-- ARGV[8..]    settlements, six values each (see includes/settle.lua)
+-- Returns {settled flags (1/0), claims: {id, attempt, token} per claim, claimed jobs:
+--          their CLAIM_FIELDS values (includes/queue.lua), ms until the next delayed
+--          job is due (-1: none), peek: {score, member, ...}, now}
+-- Wake-ups: a queue left empty drops its stale tokens; a full claim that leaves work
+-- behind passes a token on, so the next idle worker wakes without polling.
+
+--- @include "clock"
+--- @include "queue"
+--- @include "events"
+--- @include "settle"
+
+local now = now_ms()
+local mode, limit = ARGV[2], tonumber(ARGV[3])
+local meta = redis.call('HMGET', META, 'paused', 'ev')
+events_prime(meta[2])
+local settled = settle_all(now, 8, tonumber(ARGV[7]))
+
+-- due delayed jobs become waiting (at most 1000 per call; the rest on the next)
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
+if #due > 0 then
+  local moved = {}
+  for _, id in ipairs(due) do
+    local jk = job_key(id)
+    local f = redis.call('HMGET', jk, 'priority', 'scheduled_at', 'seq', 'attempt')
+    if f[1] then
+      local eid = emit_state(now, id, 'waiting', num(f[4]))
+      redis.call('HSET', jk, 'state', 'waiting', 'ev', eid)
+      waiting_pair(moved, id, f[1], f[2], f[3])
+    end
+  end
+  call_chunked('ZREM', DELAYED, due)
+  call_chunked('ZADD', WAITING, moved)
+end
+
+local paused = meta[1] == '1'
+local claims, claimed, peek = {}, {}, {}
+if paused then
+  redis.call('DEL', WAKE)
+elseif mode == 'peek' then
+  if limit > 0 then
+    peek = redis.call('ZRANGE', WAITING, 0, limit - 1, 'WITHSCORES')
+  end
+elseif limit > 0 then
+  local popped = redis.call('ZPOPMIN', WAITING, limit)
+  local deadline = now + tonumber(ARGV[5])
+  local leases = {}
+  local t = int(now)
+  for i = 1, #popped, 2 do
+    local id = member_id(popped[i])
+    local jk = job_key(id)
+    local f = redis.call('HMGET', jk, unpack(CLAIM_FIELDS))
+    if f[1] == 'waiting' then
+      local attempt = num(f[2]) + 1
+      local token = ARGV[6] .. ((i + 1) / 2)
+      redis.call('HSET', jk, 'state', 'active', 'attempt', attempt, 'worker', ARGV[4],
+                 'started_at', t, 'token', token,
+                 'ev', emit_state(now, id, 'active', attempt))
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
+      claims[#claims + 1] = {id, attempt, token}
+      claimed[#claimed + 1] = f
+    end
+  end
+  call_chunked('ZADD', ACTIVE, leases)
+end
+
+if mode == 'claim' and not paused then
+  if redis.call('ZCARD', WAITING) == 0 then
+    redis.call('DEL', WAKE)
+  elseif #claims >= limit then
+    wake(1)
+  end
+end
+
+local next_due = -1
+if #claims < limit or mode == 'peek' then
+  local head = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if head[2] then next_due = math.max(tonumber(head[2]) - now, 0) end
+end
+events_done()
+return {settled, claims, claimed, next_due, peek, now}

@@ -1,0 +1,103 @@
+-- Recording the outcome of a running attempt (complete, fail, cancelled, release).
+-- Refused unless the job is active under the same lease token. Set changes are gathered
+-- and written once per call (settle_done), one ZREM/ZADD for the whole batch.
+
+local settle_left = {}  -- ids leaving the active set
+local settle_sets = {[COMPLETED] = {}, [FAILED] = {}, [CANCELLED] = {}, [DELAYED] = {},
+                     [WAITING] = {}}
+
+local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary)
+  local jk = job_key(id)
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'attempt', 'priority',
+                         'scheduled_at', 'seq')
+  if cur[1] ~= 'active' or cur[2] ~= token then
+    return 0
+  end
+  local attempt = num(cur[3])
+  local t = int(now)
+  settle_left[#settle_left + 1] = id
+  if outcome == 'completed' then
+    local eid = emit_state(now, id, 'completed', attempt)
+    if payload ~= '' then
+      redis.call('HSET', jk, 'state', 'completed', 'finished_at', t, 'token', '', 'ev', eid,
+                 'result', payload)
+    else
+      redis.call('HSET', jk, 'state', 'completed', 'finished_at', t, 'token', '', 'ev', eid)
+    end
+    local s = settle_sets[COMPLETED]
+    s[#s + 1] = t
+    s[#s + 1] = id
+  elseif outcome == 'failed' then
+    local errors = append_json(redis.call('HGET', jk, 'errors'), stamp(payload, now))
+    if retry_in_ms == '' then
+      local eid = emit_state(now, id, 'failed', attempt, summary)
+      redis.call('HSET', jk, 'state', 'failed', 'finished_at', t, 'token', '', 'ev', eid,
+                 'errors', errors)
+      local s = settle_sets[FAILED]
+      s[#s + 1] = t
+      s[#s + 1] = id
+    else
+      local due = now + tonumber(retry_in_ms)
+      local state = 'waiting'
+      if due > now then state = 'delayed' end
+      local eid = emit_state(now, id, state, attempt, summary)
+      redis.call('HSET', jk, 'state', state, 'scheduled_at', int(due), 'token', '', 'ev', eid,
+                 'errors', errors)
+      if state == 'delayed' then
+        local s = settle_sets[DELAYED]
+        s[#s + 1] = int(due)
+        s[#s + 1] = id
+      else
+        waiting_pair(settle_sets[WAITING], id, cur[4], due, cur[6])
+      end
+    end
+  elseif outcome == 'cancelled' then
+    local with_error = nil
+    if payload ~= '' then
+      redis.call('HSET', jk, 'errors',
+                 append_json(redis.call('HGET', jk, 'errors'), stamp(payload, now)))
+      with_error = summary
+    end
+    local eid = emit_state(now, id, 'cancelled', attempt, with_error)
+    redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', t, 'token', '', 'ev', eid)
+    local s = settle_sets[CANCELLED]
+    s[#s + 1] = t
+    s[#s + 1] = id
+  else -- released: waiting again at its old place, the attempt not charged
+    attempt = attempt - 1
+    local eid = emit_state(now, id, 'waiting', attempt)
+    redis.call('HSET', jk, 'state', 'waiting', 'attempt', attempt, 'token', '', 'ev', eid)
+    redis.call('HDEL', jk, 'worker', 'started_at')
+    waiting_pair(settle_sets[WAITING], id, cur[4], cur[5], cur[6])
+  end
+  return 1
+end
+
+-- Write the gathered set changes; wake idle workers for jobs that are waiting again.
+local function settle_done()
+  if #settle_left > 0 then
+    call_chunked('ZREM', ACTIVE, settle_left)
+    settle_left = {}
+  end
+  for key, list in pairs(settle_sets) do
+    if #list > 0 then
+      call_chunked('ZADD', key, list)
+      if key == WAITING then wake(#list / 2) end
+      settle_sets[key] = {}
+    end
+  end
+end
+
+-- Settlements packed in ARGV from `first`, six values each:
+-- job id, token, outcome, payload (result or error JSON, '' for none),
+-- retry_in_ms ('' for a final failure), error summary for the event (JSON string or null).
+local function settle_all(now, first, count)
+  local out = {}
+  for i = 0, count - 1 do
+    local a = first + i * 6
+    out[i + 1] = settle_one(now, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                            ARGV[a + 4], ARGV[a + 5])
+  end
+  settle_done()
+  return out
+end

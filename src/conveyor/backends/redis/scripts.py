@@ -1,0 +1,126 @@
+"""The Lua scripts (one per transition, in ``lua/``) and the way they are called.
+
+Each script is read once with its ``--- @include "name"`` lines replaced by
+``lua/includes/name.lua``, and called by SHA (EVALSHA). A server that does not know the
+SHA (restarted, flushed, or a Cluster node that never saw it) answers NOSCRIPT: that call
+alone is repeated with EVAL, which runs the script and caches it there. NOSCRIPT means the
+script did not run, so the repeat cannot apply a transition twice.
+
+Calls go out in batches (one pipeline, one round trip; on Cluster one per node, sent in
+parallel). Redis errors become conveyor's BackendError / BackendUnavailableError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis import exceptions as rx
+
+from ...errors import BackendError, BackendUnavailableError
+
+_INCLUDE = re.compile(r'^--- @include "([a-z_]+)"$', re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    text: str
+    sha: str
+
+
+def _load() -> dict[str, Script]:
+    lua = resources.files(__package__).joinpath("lua")
+    includes = lua.joinpath("includes")
+    scripts: dict[str, Script] = {}
+    for entry in lua.iterdir():
+        if not entry.name.endswith(".lua"):
+            continue
+
+        def splice(match: re.Match[str]) -> str:
+            return includes.joinpath(f"{match.group(1)}.lua").read_text()
+
+        text = _INCLUDE.sub(splice, entry.read_text())
+        name = entry.name[:-4]
+        scripts[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+    return scripts
+
+
+SCRIPTS = _load()
+
+
+class Batch:
+    """Commands and script calls to send in one pipeline; results come back in order."""
+
+    __slots__ = ("commands", "scripts")
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+        self.scripts: list[Script | None] = []
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> int:
+        script = SCRIPTS[name]
+        self.commands.append(("EVALSHA", script.sha, len(keys), *keys, *args))
+        self.scripts.append(script)
+        return len(self.commands) - 1
+
+    def command(self, *args: Any) -> int:
+        self.commands.append(args)
+        self.scripts.append(None)
+        return len(self.commands) - 1
+
+
+def backend_error(exc: Exception) -> BackendError:
+    if isinstance(exc, rx.ConnectionError | rx.TimeoutError | rx.BusyLoadingError):
+        return BackendUnavailableError(f"redis is unreachable: {exc}")
+    return BackendError(f"redis error: {exc}")
+
+
+async def run(client: Any, batch: Batch) -> list[Any]:
+    """Send a batch; scripts unknown to the server are repeated with EVAL."""
+    if not batch.commands:
+        return []
+    try:
+        if len(batch.commands) == 1:
+            results = [await _one(client, batch.commands[0])]
+        else:
+            pipe = client.pipeline(transaction=False)
+            for command in batch.commands:
+                pipe.execute_command(*command)
+            results = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(results) if isinstance(r, rx.NoScriptError)]
+        if missing:
+            again = Batch()
+            for i in missing:
+                script = batch.scripts[i]
+                assert script is not None
+                again.commands.append(("EVAL", script.text, *batch.commands[i][2:]))
+                again.scripts.append(None)
+            for i, result in zip(missing, await run(client, again), strict=True):
+                results[i] = result
+    except rx.RedisError as exc:
+        raise backend_error(exc) from exc
+    for result in results:
+        if isinstance(result, Exception):
+            raise backend_error(result) from result
+    return list(results)
+
+
+async def _one(client: Any, command: tuple[Any, ...]) -> Any:
+    try:
+        return await client.execute_command(*command)
+    except rx.NoScriptError as exc:
+        return exc
+
+
+async def call(client: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    batch = Batch()
+    batch.script(name, keys, args)
+    return (await run(client, batch))[0]

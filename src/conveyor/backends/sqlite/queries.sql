@@ -1,0 +1,261 @@
+-- conveyor's SQLite statements, one named block each ("-- name: <verb>" then a one-line
+-- purpose). Every block runs inside a BEGIN IMMEDIATE transaction opened by the store, with
+-- :now read from SQLite's clock at the start of that transaction.
+-- The store appends `RETURNING <job columns>` where a block ends with "RETURNING *".
+
+-- name: now
+-- SQLite's clock in ms since the epoch; the only clock conveyor's SQLite backend uses.
+SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
+
+-- name: last_seq
+-- The newest job's seq: jobs stored after it in this transaction are this call's.
+SELECT coalesce(max(seq), 0) FROM jobs;
+
+-- name: enqueue
+-- Store one job unless its key (or id) exists already (run with executemany; positional:
+-- id, queue, task, args, kwargs, state, priority, key, max_attempts, max_stalls, timeout,
+-- backoff, meta, created_at, scheduled_at).
+INSERT INTO jobs (id, queue, task, args, kwargs, state, priority, key, max_attempts,
+                  max_stalls, timeout, backoff, meta, created_at, scheduled_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING;
+
+-- name: enqueued_events
+-- One event per job this call stored, in one statement (cheaper than a row trigger).
+INSERT INTO events (job_id, queue, kind, data, at)
+SELECT id, queue, state, '{"attempt":0}', created_at FROM jobs WHERE seq > :before
+ORDER BY seq;
+
+-- name: ids_after
+SELECT id FROM jobs WHERE seq > :before;
+
+-- name: by_key
+-- The job that holds a dedup key in a queue.
+SELECT * FROM jobs WHERE queue = :queue AND key = :key;
+
+-- name: by_id
+SELECT * FROM jobs WHERE id = :id;
+
+-- name: paused_queues
+SELECT name FROM queues WHERE paused = 1;
+
+-- name: promote_due
+-- Delayed jobs whose time has come become waiting.
+UPDATE jobs SET state = 'waiting'
+WHERE state = 'delayed' AND scheduled_at <= :now;
+
+-- name: claim_candidates
+-- The next jobs of one queue in claim order (served by the jobs_waiting index).
+SELECT seq, priority, scheduled_at FROM jobs
+WHERE state = 'waiting' AND queue = :queue
+ORDER BY priority DESC, scheduled_at, seq
+LIMIT :limit;
+
+-- name: claim
+-- Lease the chosen jobs to a worker, each with a fresh random fencing token.
+UPDATE jobs
+SET state = 'active', attempt = attempt + 1, worker = :worker, started_at = :now,
+    token = lower(hex(randomblob(8))), lease_expires_at = :now + :lease_ms
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'waiting'
+RETURNING *;
+
+-- name: next_due
+-- When the earliest delayed job of these queues is due.
+SELECT min(scheduled_at) FROM jobs
+WHERE state = 'delayed' AND queue IN (SELECT value FROM json_each(:queues));
+
+-- name: complete
+-- The running attempt succeeded.
+UPDATE jobs
+SET state = 'completed', result = :result, finished_at = :now,
+    token = NULL, lease_expires_at = NULL
+WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: complete_many
+-- The same for a batch: :batch is a JSON array of [id, token, result_json].
+UPDATE jobs
+SET state = 'completed', result = s.value ->> 2, finished_at = :now,
+    token = NULL, lease_expires_at = NULL
+FROM json_each(:batch) AS s
+WHERE jobs.id = s.value ->> 0 AND jobs.token = s.value ->> 1 AND jobs.state = 'active'
+RETURNING jobs.id;
+
+-- name: fail
+-- The running attempt failed: retry after :retry_in_ms, or (NULL) end in the failed set.
+UPDATE jobs
+SET state = CASE WHEN :retry_in_ms IS NULL THEN 'failed'
+                 WHEN :retry_in_ms > 0 THEN 'delayed' ELSE 'waiting' END,
+    scheduled_at = CASE WHEN :retry_in_ms IS NULL THEN scheduled_at
+                        ELSE :now + :retry_in_ms END,
+    finished_at = CASE WHEN :retry_in_ms IS NULL THEN :now END,
+    errors = json_insert(errors, '$[#]', json_set(:error, '$.at', :now)),
+    token = NULL, lease_expires_at = NULL
+WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: cancelled
+-- The running attempt stopped because of a cancel request (or the task's Cancel).
+UPDATE jobs
+SET state = 'cancelled', finished_at = :now, token = NULL, lease_expires_at = NULL,
+    errors = CASE WHEN :error IS NULL THEN errors
+                  ELSE json_insert(errors, '$[#]', json_set(:error, '$.at', :now)) END
+WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: release
+-- Hand an unfinished job back (worker shutdown) without charging the attempt.
+UPDATE jobs
+SET state = 'waiting', attempt = attempt - 1, worker = NULL, started_at = NULL,
+    token = NULL, lease_expires_at = NULL
+WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: extend_lease
+-- Keep a held lease alive; tells the worker whether a cancel was requested.
+UPDATE jobs SET lease_expires_at = :now + :lease_ms
+WHERE id = :id AND token = :token AND state = 'active'
+RETURNING cancel_requested;
+
+-- name: worker_seen
+-- Register a worker or refresh its heartbeat.
+INSERT INTO workers (id, info, started_at, last_seen_at) VALUES (:id, :info, :now, :now)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen_at = excluded.last_seen_at;
+
+-- name: worker_gone
+DELETE FROM workers WHERE id = :id;
+
+-- name: progress
+-- The running attempt reports progress (the jobs_progressed trigger records the event).
+UPDATE jobs SET progress = :progress
+WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: log_event
+-- A log line of the running attempt, for live readers.
+INSERT INTO events (job_id, queue, kind, data, at)
+SELECT id, queue, 'log', json_object('message', :message, 'attempt', attempt), :now
+FROM jobs WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: log_keep
+-- The same line kept with the job (the first 1,000 lines of all attempts).
+UPDATE jobs
+SET logs = json_insert(logs, '$[#]',
+                       json_object('at', :now, 'attempt', attempt, 'message', :message))
+WHERE id = :id AND token = :token AND state = 'active' AND json_array_length(logs) < 1000;
+
+-- name: rescue
+-- Take back jobs whose lease expired: cancelled if a cancel was pending, waiting again
+-- (attempt uncharged) while stalls remain, else failed.
+UPDATE jobs
+SET state = CASE WHEN cancel_requested THEN 'cancelled'
+                 WHEN stalls < max_stalls THEN 'waiting' ELSE 'failed' END,
+    attempt = CASE WHEN NOT cancel_requested AND stalls < max_stalls
+                   THEN attempt - 1 ELSE attempt END,
+    finished_at = CASE WHEN cancel_requested OR stalls >= max_stalls THEN :now END,
+    errors = json_insert(errors, '$[#]', json_object(
+        'attempt', attempt, 'type', 'Stalled', 'at', :now, 'traceback', NULL,
+        'message', 'lease expired: worker ' || coalesce(worker, '?') ||
+                   ' stopped renewing it' ||
+                   CASE WHEN stalls >= max_stalls AND NOT cancel_requested
+                        THEN ' (max_stalls=' || max_stalls || ' reached)' ELSE '' END)),
+    stalls = stalls + 1, token = NULL, lease_expires_at = NULL
+WHERE state = 'active' AND lease_expires_at < :now
+RETURNING id;
+
+-- name: try_lock
+-- Take a named lock, or renew it if we hold it; expired locks pass to the caller.
+INSERT INTO locks (name, owner, expires_at) VALUES (:name, :owner, :now + :ttl_ms)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE locks.owner = excluded.owner OR locks.expires_at < :now
+RETURNING owner;
+
+-- name: prune_by_age
+-- Remove finished jobs of one queue and state older than the cutoff (one batch).
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs
+    WHERE queue = :queue AND state = :state AND finished_at < :cutoff
+      AND state IN ('completed', 'failed', 'cancelled')
+    ORDER BY seq LIMIT :batch);
+
+-- name: prune_over_count
+-- Remove the oldest finished jobs of one queue and state beyond the newest :keep.
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs WHERE queue = :queue AND state = :state
+      AND state IN ('completed', 'failed', 'cancelled')
+    ORDER BY seq DESC LIMIT :batch OFFSET :keep);
+
+-- name: prune_events
+-- Drop the oldest events past the cutoff (ids grow with time, so the head is the oldest),
+-- always keeping the newest, which is what keeps new ids above every id ever handed out.
+DELETE FROM events
+WHERE id IN (SELECT id FROM events ORDER BY id LIMIT :batch) AND at < :cutoff
+  AND id < (SELECT max(id) FROM events);
+
+-- name: prune_tombstones
+DELETE FROM tombstones WHERE removed_at < :cutoff;
+
+-- name: prune_workers
+-- Forget workers that have not been seen for a long time.
+DELETE FROM workers WHERE last_seen_at < :cutoff;
+
+-- name: tombstone
+SELECT removed_at FROM tombstones WHERE id = :id;
+
+-- name: state_counts
+-- Jobs per queue and state, each state counted on its own partial index.
+SELECT queue, 'waiting', count(*) FROM jobs WHERE state = 'waiting' GROUP BY queue
+UNION ALL
+SELECT queue, 'delayed', count(*) FROM jobs WHERE state = 'delayed' GROUP BY queue
+UNION ALL
+SELECT queue, 'active', count(*) FROM jobs WHERE state = 'active' GROUP BY queue
+UNION ALL
+SELECT queue, state, count(*) FROM jobs
+WHERE state IN ('completed', 'failed', 'cancelled') GROUP BY queue, state;
+
+-- name: oldest_waiting
+SELECT queue, min(scheduled_at) FROM jobs WHERE state = 'waiting' GROUP BY queue;
+
+-- name: all_queues
+SELECT name, paused FROM queues;
+
+-- name: workers
+SELECT info, started_at, last_seen_at FROM workers ORDER BY started_at;
+
+-- name: events
+SELECT id, job_id, queue, kind, data, at FROM events
+WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- name: job_events
+SELECT id, job_id, queue, kind, data, at FROM events
+WHERE job_id = :job_id AND id > :after ORDER BY id LIMIT :limit;
+
+-- name: cancel_pending
+-- Waiting and delayed jobs end cancelled at once.
+UPDATE jobs SET state = 'cancelled', finished_at = :now
+WHERE state IN ('waiting', 'delayed') AND {where}
+RETURNING id;
+
+-- name: cancel_active
+-- Running jobs get a cancel request that their worker sees on its next heartbeat.
+UPDATE jobs SET cancel_requested = 1
+WHERE state = 'active' AND cancel_requested = 0 AND {where}
+RETURNING id;
+
+-- name: retry
+-- Failed and cancelled jobs go back to waiting with a fresh set of attempts.
+UPDATE jobs
+SET state = 'waiting', attempt = 0, stalls = 0, scheduled_at = :now, started_at = NULL,
+    finished_at = NULL, result = NULL, progress = NULL, cancel_requested = 0, worker = NULL
+WHERE state IN ('failed', 'cancelled') AND {where}
+RETURNING id;
+
+-- name: promote
+-- Delayed jobs become due now.
+UPDATE jobs SET state = 'waiting', scheduled_at = :now
+WHERE state = 'delayed' AND {where}
+RETURNING id;
+
+-- name: remove
+-- Delete jobs that are not running (the jobs_removed trigger leaves a tombstone).
+DELETE FROM jobs WHERE state != 'active' AND {where}
+RETURNING id;
+
+-- name: set_paused
+INSERT INTO queues (name, paused) VALUES (:queue, :paused)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;

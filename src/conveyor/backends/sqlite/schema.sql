@@ -1,0 +1,123 @@
+-- conveyor's embedded data model (SQLite, WAL mode).
+--
+-- jobs          one row per job; `state` drives everything. Times are ms since the epoch
+--               from SQLite's own clock. `token` + `lease_expires_at` are the running
+--               attempt's lease; a settle must present the token.
+-- events        the resumable stream: every state change, progress report and log line,
+--               with a strictly growing id. Pruning never removes the newest row, so ids
+--               are never reused (cheaper than AUTOINCREMENT). Triggers write the state
+--               and progress events, so no transition can forget one (enqueue writes
+--               the first event of its batch in the same transaction). There is no index
+--               by job: readers follow one job by scanning forward from a recent id.
+-- queues        queues that were paused at least once (a queue exists by having jobs).
+-- workers       live worker processes, refreshed by their heartbeat.
+-- locks         named leases for leadership (maintenance, cron).
+-- tombstones    ids of removed jobs, so a lookup can say "gone" instead of "unknown".
+
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT    NOT NULL UNIQUE,
+    queue            TEXT    NOT NULL,
+    task             TEXT    NOT NULL,
+    args             TEXT    NOT NULL,
+    kwargs           TEXT    NOT NULL,
+    state            TEXT    NOT NULL,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    key              TEXT,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    stalls           INTEGER NOT NULL DEFAULT 0,
+    max_stalls       INTEGER NOT NULL,
+    timeout          REAL,
+    backoff          TEXT,
+    meta             TEXT    NOT NULL DEFAULT '{}',
+    progress         TEXT,
+    result           TEXT,
+    errors           TEXT    NOT NULL DEFAULT '[]',
+    logs             TEXT    NOT NULL DEFAULT '[]',
+    created_at       INTEGER NOT NULL,
+    scheduled_at     INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    worker           TEXT,
+    token            TEXT,
+    lease_expires_at INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+
+-- The claim order: highest priority, then earliest due, then first in.
+CREATE INDEX IF NOT EXISTS jobs_waiting
+    ON jobs (queue, priority DESC, scheduled_at, seq) WHERE state = 'waiting';
+CREATE INDEX IF NOT EXISTS jobs_delayed ON jobs (scheduled_at) WHERE state = 'delayed';
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE state = 'active';
+-- Listing, counting and pruning finished jobs; unfinished ones use the partial indexes above.
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (queue, state, seq)
+    WHERE state IN ('completed', 'failed', 'cancelled');
+-- A dedup key is unique within its queue (as on Redis Cluster, where a queue is one slot).
+DROP INDEX IF EXISTS jobs_key;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_queue_key ON jobs (queue, key) WHERE key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS events (
+    id     INTEGER PRIMARY KEY,
+    job_id TEXT    NOT NULL,
+    queue  TEXT    NOT NULL,
+    kind   TEXT    NOT NULL,
+    data   TEXT    NOT NULL DEFAULT '{}',
+    at     INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS queues (
+    name   TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS workers (
+    id           TEXT PRIMARY KEY,
+    info         TEXT    NOT NULL,
+    started_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS locks (
+    name       TEXT PRIMARY KEY,
+    owner      TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS tombstones (
+    id         TEXT PRIMARY KEY,
+    removed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (removed_at);
+
+-- Enqueue writes its jobs' first events itself, one statement per batch.
+DROP TRIGGER IF EXISTS jobs_inserted;
+
+CREATE TRIGGER IF NOT EXISTS jobs_state_changed AFTER UPDATE OF state ON jobs
+WHEN new.state IS NOT old.state
+BEGIN
+    INSERT INTO events (job_id, queue, kind, data, at)
+    VALUES (
+        new.id, new.queue, new.state,
+        CASE WHEN new.errors IS NOT old.errors
+             THEN json_object('attempt', new.attempt,
+                              'error', json_extract(new.errors, '$[#-1].type') || ': ' ||
+                                       json_extract(new.errors, '$[#-1].message'))
+             ELSE json_object('attempt', new.attempt) END,
+        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+    );
+END;
+
+CREATE TRIGGER IF NOT EXISTS jobs_progressed AFTER UPDATE OF progress ON jobs
+WHEN new.progress IS NOT old.progress AND new.progress IS NOT NULL
+BEGIN
+    INSERT INTO events (job_id, queue, kind, data, at)
+    VALUES (new.id, new.queue, 'progress', json_object('progress', json(new.progress)),
+            CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+END;
+
+CREATE TRIGGER IF NOT EXISTS jobs_removed AFTER DELETE ON jobs
+BEGIN
+    INSERT OR REPLACE INTO tombstones (id, removed_at)
+    VALUES (old.id, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+END;

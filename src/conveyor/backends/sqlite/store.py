@@ -1,0 +1,558 @@
+"""The SQLite store: every backend verb as one synchronous transaction on one connection.
+
+Writes open with ``BEGIN IMMEDIATE`` (the write lock up front, so a transaction never
+fails half-way on an upgrade) and read "now" from SQLite inside it. The connection's own
+busy handler is off (busy_timeout=0): a caller that may not block (the event loop) tries
+once with `attempt_only=True`; the blocking path retries with short sleeps until
+`lock_timeout`, then raises BackendUnavailableError. No write is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import orjson
+
+from ...errors import BackendUnavailableError, InvalidRequestError
+from ...jobs import FINAL_STATES, Event, Job, JobState
+from ...serialization import dumps, loads
+from ..base import (
+    Claim,
+    Enqueued,
+    Fetched,
+    JobFilter,
+    Lease,
+    LeaseStatus,
+    NewJob,
+    Outcome,
+    Page,
+    Pruned,
+    QueueInfo,
+    Retention,
+    Settlement,
+    WorkerInfo,
+)
+
+T = TypeVar("T")
+
+JOB_COLUMNS = (
+    "seq, id, queue, task, args, kwargs, state, priority, key, attempt, max_attempts, "
+    "stalls, max_stalls, timeout, backoff, meta, progress, result, errors, logs, "
+    "created_at, scheduled_at, started_at, finished_at, worker, cancel_requested, token"
+)
+_STATES = {state.value: state for state in JobState}
+_FINAL_SQL = "'completed', 'failed', 'cancelled'"  # exactly as in the jobs_finished index
+WORKER_FORGET_MS = 3600 * 1000
+AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a writer must checkpoint itself
+
+
+class Busy(Exception):
+    """The write lock is held by another connection (attempt_only mode)."""
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files(__package__).joinpath("queries.sql").read_text()
+    blocks: dict[str, str] = {}
+    name = None
+    body: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("-- name: "):
+            if name:
+                blocks[name] = "\n".join(body).strip()
+            name, body = line[9:].strip(), []
+        elif name and not line.lstrip().startswith("--"):
+            body.append(line)
+    if name:
+        blocks[name] = "\n".join(body).strip()
+    return {
+        key: sql.rstrip(";")
+        .replace("RETURNING *", f"RETURNING {JOB_COLUMNS}")
+        .replace("SELECT * FROM jobs", f"SELECT {JOB_COLUMNS} FROM jobs")
+        for key, sql in blocks.items()
+    }
+
+
+Q = _load_queries()
+SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
+
+
+def _json(text: str | None) -> Any:
+    # most rows hold empty or absent values; skip the decoder for those
+    if text is None:
+        return None
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return orjson.loads(text)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[1], queue=row[2], task=row[3], args=_json(row[4]), kwargs=_json(row[5]),
+        state=_STATES[row[6]], priority=row[7], key=row[8], attempt=row[9],
+        max_attempts=row[10], stalls=row[11], max_stalls=row[12], timeout=row[13],
+        backoff=_json(row[14]), meta=_json(row[15]), progress=_json(row[16]),
+        result=_json(row[17]), errors=_json(row[18]), logs=_json(row[19]),
+        created_at=row[20], scheduled_at=row[21], started_at=row[22], finished_at=row[23],
+        worker=row[24], cancel_requested=bool(row[25]),
+    )
+
+
+def _new_job(row: tuple[Any, ...]) -> Job:
+    """A just-inserted job, from the values of its `enqueue` row."""
+    return Job(
+        id=row[0], queue=row[1], task=row[2], args=_json(row[3]), kwargs=_json(row[4]),
+        state=_STATES[row[5]], priority=row[6], key=row[7], attempt=0, max_attempts=row[8],
+        stalls=0, max_stalls=row[9], timeout=row[10], backoff=_json(row[11]),
+        meta=_json(row[12]), progress=None, result=None, errors=[], logs=[],
+        created_at=row[13], scheduled_at=row[14], started_at=None, finished_at=None,
+        worker=None, cancel_requested=False,
+    )
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(id=row[0], job_id=row[1], queue=row[2], kind=row[3], data=loads(row[4]),
+                 at=row[5])
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        if kind != "seq" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError(f"bad cursor {cursor!r}") from None
+
+
+def where_sql(where: JobFilter) -> tuple[str, dict[str, Any]]:
+    """The SQL condition and parameters for a job filter (values are always bound)."""
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    if where.queue is not None:
+        parts.append("queue = :f_queue")
+        params["f_queue"] = where.queue
+    if len(where.states) == 1:
+        # a literal (enum values only), so SQLite can use the state's partial index
+        parts.append(f"state = '{JobState(where.states[0]).value}'")
+    elif where.states:
+        parts.append("state IN (SELECT value FROM json_each(:f_states))")
+        params["f_states"] = dumps([s.value for s in where.states])
+    if where.states and all(s in FINAL_STATES for s in where.states):
+        parts.append(f"state IN ({_FINAL_SQL})")
+    if where.task is not None:
+        parts.append("task = :f_task")
+        params["f_task"] = where.task
+    if where.ids:
+        parts.append("id IN (SELECT value FROM json_each(:f_ids))")
+        params["f_ids"] = dumps(list(where.ids))
+    if where.search:
+        escaped = where.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
+        parts.append(
+            "(id = :f_search OR task LIKE :f_like ESCAPE '\\' OR args LIKE :f_like ESCAPE '\\'"
+            " OR kwargs LIKE :f_like ESCAPE '\\' OR errors LIKE :f_like ESCAPE '\\')"
+        )
+        params["f_search"] = where.search
+        params["f_like"] = like
+    return (" AND ".join(parts) or "1"), params
+
+
+class SqliteStore:
+    """One connection to one database file, safe to call from several threads."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", lock_timeout: float = 30.0):
+        self.path = path
+        self.synchronous = synchronous
+        self.lock_timeout = lock_timeout
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    # -- connection ---------------------------------------------------------------------
+    def open(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=0)
+        self._conn = conn
+        self._blocking(lambda c: self._init(c))
+
+    def _init(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+            raise BackendUnavailableError(f"{self.path}: could not switch to WAL mode")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        # Writers rarely checkpoint themselves (a checkpoint fsyncs); workers' keeper threads
+        # do it in the background after each heartbeat, see `checkpoint`.
+        conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- running a unit of work ---------------------------------------------------------
+    def run(self, work: Callable[[sqlite3.Connection], T], attempt_only: bool = False) -> T:
+        """Run `work` with the connection. attempt_only: raise Busy instead of waiting."""
+        if attempt_only:
+            if not self._lock.acquire(blocking=False):
+                raise Busy
+            try:
+                return self._once(work)
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise Busy from None
+                raise
+            finally:
+                self._lock.release()
+        return self._blocking(work)
+
+    def _blocking(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.0005
+        while True:
+            with self._lock:
+                try:
+                    return self._once(work)
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+            if time.monotonic() > deadline:
+                raise BackendUnavailableError(
+                    f"{self.path} stayed locked for more than {self.lock_timeout:g}s"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+
+    def _once(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise BackendUnavailableError(f"{self.path} is not open")
+        return work(self._conn)
+
+    @contextmanager
+    def transaction(self, conn: sqlite3.Connection) -> Iterator[int]:
+        """BEGIN IMMEDIATE, yield SQLite's now (ms), COMMIT; ROLLBACK on any error."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now: int = conn.execute(Q["now"]).fetchone()[0]
+            yield now
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- producers ----------------------------------------------------------------------
+    def enqueue(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Insert the batch with one prepared statement, then its events with one more; the
+        stored jobs are built here from what was sent rather than read back."""
+        with self.transaction(conn) as now:
+            before = conn.execute(Q["last_seq"]).fetchone()[0]
+            due = [new.run_at_ms if new.run_at_ms is not None else now + new.delay_ms
+                   for new in jobs]
+            rows = [
+                (new.id, new.queue, new.task, new.args_json, new.kwargs_json,
+                 "delayed" if at > now else "waiting", new.priority, new.key,
+                 new.max_attempts, new.max_stalls, new.timeout, new.backoff_json,
+                 new.meta_json, now, at)
+                for new, at in zip(jobs, due, strict=True)
+            ]
+            stored = conn.executemany(Q["enqueue"], rows).rowcount
+            conn.execute(Q["enqueued_events"], {"before": before})
+            if stored == len(jobs):
+                return [Enqueued(_new_job(row), True) for row in rows]
+            created = {r[0] for r in conn.execute(Q["ids_after"], {"before": before})}
+            out: list[Enqueued] = []
+            for new, row in zip(jobs, rows, strict=True):
+                if new.id in created:
+                    out.append(Enqueued(_new_job(row), True))
+                    continue
+                existing = None
+                if new.key is not None:  # a job holds the key (perhaps from this batch)
+                    existing = conn.execute(Q["by_key"],
+                                            {"queue": new.queue, "key": new.key}).fetchone()
+                if existing is None:
+                    existing = conn.execute(Q["by_id"], {"id": new.id}).fetchone()
+                out.append(Enqueued(_job(existing), False))
+            return out
+
+    # -- workers ------------------------------------------------------------------------
+    def fetch(self, conn: sqlite3.Connection, queues: Sequence[str], limit: int,
+              worker_id: str, lease_ms: int, settle: Sequence[Settlement]) -> Fetched:
+        claims: list[Claim] = []
+        next_due: int | None = None
+        with self.transaction(conn) as now:
+            settled = self._settle_all(conn, settle, now)
+            if limit > 0:
+                conn.execute(Q["promote_due"], {"now": now})
+                claims = self._claim(conn, queues, limit, worker_id, lease_ms, now)
+            if len(claims) < limit:
+                due = conn.execute(Q["next_due"], {"queues": dumps(list(queues))}).fetchone()[0]
+                next_due = None if due is None else max(due - now, 0)
+        return Fetched(claims, settled, next_due)
+
+    def _claim(self, conn: sqlite3.Connection, queues: Sequence[str], limit: int,
+               worker_id: str, lease_ms: int, now: int) -> list[Claim]:
+        paused = {row[0] for row in conn.execute(Q["paused_queues"])}
+        open_queues = [q for q in queues if q not in paused]
+        candidates: list[tuple[int, int, int]] = []
+        for queue in open_queues:
+            candidates += conn.execute(Q["claim_candidates"], {"queue": queue, "limit": limit})
+        if not candidates:
+            return []
+        if len(open_queues) > 1:
+            candidates.sort(key=lambda c: (-c[1], c[2], c[0]))
+            del candidates[limit:]
+        rows = conn.execute(Q["claim"], {
+            "seqs": dumps([c[0] for c in candidates]), "worker": worker_id, "now": now,
+            "lease_ms": lease_ms,
+        }).fetchall()
+        rows.sort(key=lambda r: (-r[7], r[21], r[0]))
+        return [Claim(_job(row), row[26]) for row in rows]
+
+    def settle(self, conn: sqlite3.Connection, settlements: Sequence[Settlement]) -> list[bool]:
+        with self.transaction(conn) as now:
+            return self._settle_all(conn, settlements, now)
+
+    def _settle_all(self, conn: sqlite3.Connection, settlements: Sequence[Settlement],
+                    now: int) -> list[bool]:
+        """Completions in one statement (the common case under load), the rest one by one."""
+        if not settlements:
+            return []
+        completed = [s for s in settlements if s.outcome is Outcome.COMPLETED]
+        done: set[str] = set()
+        if len(completed) > 1:
+            batch = dumps([[s.job_id, s.token, s.result_json or "null"] for s in completed])
+            done = {row[0] for row in conn.execute(Q["complete_many"],
+                                                    {"batch": batch, "now": now})}
+        out = []
+        for s in settlements:
+            if s.outcome is Outcome.COMPLETED and len(completed) > 1:
+                out.append(s.job_id in done)
+            else:
+                out.append(self._settle_one(conn, s, now))
+        return out
+
+    def _settle_one(self, conn: sqlite3.Connection, s: Settlement, now: int) -> bool:
+        params: dict[str, Any] = {"id": s.job_id, "token": s.token, "now": now}
+        if s.outcome is Outcome.COMPLETED:
+            params["result"] = s.result_json
+            query = "complete"
+        elif s.outcome is Outcome.FAILED:
+            params["error"] = dumps(s.error or {})
+            params["retry_in_ms"] = s.retry_in_ms
+            query = "fail"
+        elif s.outcome is Outcome.CANCELLED:
+            params["error"] = None if s.error is None else dumps(s.error)
+            query = "cancelled"
+        else:
+            query = "release"
+        return conn.execute(Q[query], params).rowcount == 1
+
+    def heartbeat(self, conn: sqlite3.Connection, worker: WorkerInfo,
+                  leases: Sequence[Lease], lease_ms: int) -> list[LeaseStatus]:
+        statuses: list[LeaseStatus] = []
+        with self.transaction(conn) as now:
+            conn.execute(Q["worker_seen"], {"id": worker.id, "info": _worker_json(worker),
+                                            "now": now})
+            for lease in leases:
+                row = conn.execute(Q["extend_lease"], {
+                    "id": lease.job_id, "token": lease.token, "now": now, "lease_ms": lease_ms,
+                }).fetchone()
+                if row is None:
+                    statuses.append(LeaseStatus.LOST)
+                elif row[0]:
+                    statuses.append(LeaseStatus.CANCEL_REQUESTED)
+                else:
+                    statuses.append(LeaseStatus.HELD)
+        return statuses
+
+    def progress(self, conn: sqlite3.Connection, lease: Lease, value_json: str) -> bool:
+        with self.transaction(conn):
+            params = {"id": lease.job_id, "token": lease.token, "progress": value_json}
+            return conn.execute(Q["progress"], params).rowcount == 1
+
+    def log(self, conn: sqlite3.Connection, lease: Lease, message: str) -> bool:
+        with self.transaction(conn) as now:
+            params = {"id": lease.job_id, "token": lease.token, "message": message, "now": now}
+            if conn.execute(Q["log_event"], params).rowcount != 1:
+                return False
+            conn.execute(Q["log_keep"], params)
+            return True
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL back into the database file without blocking writers (PASSIVE)."""
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    # -- maintenance --------------------------------------------------------------------
+    def now(self, conn: sqlite3.Connection) -> int:
+        value: int = conn.execute(Q["now"]).fetchone()[0]
+        return value
+
+    def rescue(self, conn: sqlite3.Connection) -> list[str]:
+        with self.transaction(conn) as now:
+            return [row[0] for row in conn.execute(Q["rescue"], {"now": now}).fetchall()]
+
+    def prune(self, conn: sqlite3.Connection, retention: Retention) -> Pruned:
+        """One bounded batch per rule; the maintenance loop calls again while work remains."""
+        pruned = Pruned()
+        with self.transaction(conn) as now:
+            queues = [row[0] for row in conn.execute("SELECT DISTINCT queue FROM jobs")]
+            rules = (
+                (JobState.COMPLETED, retention.completed_max_age_ms,
+                 retention.completed_max_count),
+                (JobState.CANCELLED, retention.completed_max_age_ms,
+                 retention.completed_max_count),
+                (JobState.FAILED, retention.failed_max_age_ms, retention.failed_max_count),
+            )
+            for queue in queues:
+                for state, max_age, max_count in rules:
+                    params = {"queue": queue, "state": state.value, "batch": retention.batch}
+                    n = conn.execute(Q["prune_by_age"],
+                                     {**params, "cutoff": now - max_age}).rowcount
+                    n += conn.execute(Q["prune_over_count"], {**params, "keep": max_count}).rowcount
+                    if n:
+                        pruned.by_state[state.value] = pruned.by_state.get(state.value, 0) + n
+                        pruned.jobs += n
+            pruned.events = conn.execute(Q["prune_events"], {
+                "cutoff": now - retention.events_max_age_ms, "batch": retention.batch,
+            }).rowcount
+            pruned.tombstones = conn.execute(Q["prune_tombstones"], {
+                "cutoff": now - retention.tombstones_max_age_ms,
+            }).rowcount
+            pruned.workers = conn.execute(Q["prune_workers"], {
+                "cutoff": now - WORKER_FORGET_MS,
+            }).rowcount
+        return pruned
+
+    def try_lock(self, conn: sqlite3.Connection, name: str, owner: str, ttl_ms: int) -> bool:
+        with self.transaction(conn) as now:
+            row = conn.execute(Q["try_lock"], {"name": name, "owner": owner, "now": now,
+                                               "ttl_ms": ttl_ms}).fetchone()
+            return row is not None
+
+    def unregister_worker(self, conn: sqlite3.Connection, worker_id: str) -> None:
+        with self.transaction(conn):
+            conn.execute(Q["worker_gone"], {"id": worker_id})
+
+    # -- operators ----------------------------------------------------------------------
+    def get(self, conn: sqlite3.Connection, job_id: str) -> Job | None:
+        row = conn.execute(Q["by_id"], {"id": job_id}).fetchone()
+        return None if row is None else _job(row)
+
+    def tombstone(self, conn: sqlite3.Connection, job_id: str) -> int | None:
+        row = conn.execute(Q["tombstone"], {"id": job_id}).fetchone()
+        return None if row is None else int(row[0])
+
+    def list_jobs(self, conn: sqlite3.Connection, where: JobFilter, limit: int,
+                  cursor: str | None) -> Page:
+        if not 1 <= limit <= 1000:
+            raise InvalidRequestError("limit must be between 1 and 1000")
+        condition, params = where_sql(where)
+        if cursor is not None:
+            condition += " AND seq < :f_cursor"
+            params["f_cursor"] = decode_cursor(cursor)
+        params["f_limit"] = limit + 1
+        rows = conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY seq DESC LIMIT :f_limit",
+            params,
+        ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page([_job(r) for r in rows], encode_cursor(rows[-1][0]) if more else None)
+
+    def queues(self, conn: sqlite3.Connection) -> list[QueueInfo]:
+        conn.execute("BEGIN")
+        try:
+            counts: dict[str, dict[JobState, int]] = {}
+            for queue, state, n in conn.execute(Q["state_counts"]):
+                counts.setdefault(queue, {})[_STATES[state]] = n
+            paused = {name: bool(p) for name, p in conn.execute(Q["all_queues"])}
+            oldest = dict(conn.execute(Q["oldest_waiting"]).fetchall())
+        finally:
+            conn.execute("COMMIT")
+        names = sorted(set(counts) | set(paused))
+        return [
+            QueueInfo(
+                name=name,
+                counts={state: counts.get(name, {}).get(state, 0) for state in JobState},
+                paused=paused.get(name, False),
+                oldest_waiting_at=oldest.get(name),
+            )
+            for name in names
+        ]
+
+    def workers(self, conn: sqlite3.Connection) -> list[WorkerInfo]:
+        out = []
+        for info, started_at, last_seen_at in conn.execute(Q["workers"]):
+            data = loads(info)
+            data["queues"] = tuple(data["queues"])
+            out.append(WorkerInfo(**data, started_at=started_at, last_seen_at=last_seen_at))
+        return out
+
+    def events(self, conn: sqlite3.Connection, after: int, limit: int,
+               job_id: str | None) -> list[Event]:
+        if job_id is None:
+            rows = conn.execute(Q["events"], {"after": after, "limit": limit})
+        else:
+            rows = conn.execute(Q["job_events"], {"job_id": job_id, "after": after,
+                                                  "limit": limit})
+        return [_event(r) for r in rows]
+
+    def act(self, conn: sqlite3.Connection, action: str, where: JobFilter) -> list[str]:
+        """cancel / retry / promote / remove on every job the filter selects."""
+        condition, params = where_sql(where)
+        with self.transaction(conn) as now:
+            params["now"] = now
+            if action == "cancel":
+                ids = [r[0] for r in conn.execute(Q["cancel_pending"].format(where=condition),
+                                                  params)]
+                ids += [r[0] for r in conn.execute(Q["cancel_active"].format(where=condition),
+                                                   params)]
+                return ids
+            return [r[0] for r in conn.execute(Q[action].format(where=condition), params)]
+
+    def set_paused(self, conn: sqlite3.Connection, queue: str, paused: bool) -> None:
+        with self.transaction(conn):
+            conn.execute(Q["set_paused"], {"queue": queue, "paused": int(paused)})
+
+
+def _worker_json(worker: WorkerInfo) -> str:
+    return dumps({
+        "id": worker.id, "host": worker.host, "pid": worker.pid, "queues": list(worker.queues),
+        "concurrency": worker.concurrency, "in_flight": worker.in_flight,
+    })
+
+
+def _statements(script: str) -> Iterator[str]:
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text

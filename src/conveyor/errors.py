@@ -1,0 +1,117 @@
+"""Every error conveyor raises, under one root.
+
+    ConveyorError
+    ├── ConfigurationError        a bad backend URL, app path or setting
+    ├── InvalidJobError           a job that must not be stored; nothing was written
+    │   ├── UnknownTaskError      no task registered under that name
+    │   ├── ArgumentsError        arguments that do not fit the task's signature, or are not JSON
+    │   ├── PayloadTooLargeError  encoded arguments over the configured limit
+    │   └── InvalidOptionError    a bad delay, priority, attempts, backoff, timeout, ...
+    ├── InvalidRequestError       a bad cursor, filter or selection in a query
+    ├── JobNotFoundError          no job with that id
+    │   └── JobRemovedError       the job existed but was removed (retention or explicit)
+    ├── JobStateError             the job is not in a state that allows the action
+    ├── JobFailedError            awaited result of a job that ended failed
+    ├── JobCancelledError         awaited result of a job that ended cancelled
+    ├── ResultTimeoutError        the job did not finish within the wait
+    └── BackendError              the storage engine failed or cannot be reached
+        └── BackendUnavailableError
+
+Every subclass carries a one-line message meant for a person; the CLI prints it as is and
+the HTTP layer maps the tree onto problem+json status codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConveyorError(Exception):
+    """Root of every error conveyor raises on purpose."""
+
+
+class ConfigurationError(ConveyorError):
+    """A bad backend URL, app import path or setting."""
+
+
+class InvalidJobError(ConveyorError):
+    """A job that was refused before anything was stored."""
+
+
+class UnknownTaskError(InvalidJobError):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (known: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"unknown task {name!r}{hint}")
+        self.name = name
+
+
+class ArgumentsError(InvalidJobError):
+    """Arguments that do not fit the task's signature or cannot be encoded as JSON.
+
+    `errors` lists field problems as ``{"loc": [...], "msg": "..."}`` for the HTTP layer.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class PayloadTooLargeError(InvalidJobError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"job payload is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class InvalidOptionError(InvalidJobError):
+    """A bad job or task option: negative delay, zero attempts, malformed backoff..."""
+
+
+class InvalidRequestError(ConveyorError):
+    """A bad cursor, filter or selection in a query."""
+
+
+class JobNotFoundError(ConveyorError):
+    def __init__(self, job_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class JobRemovedError(JobNotFoundError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, f"job {job_id!r} was removed")
+
+
+class JobStateError(ConveyorError):
+    """The job is not in a state that allows the action (e.g. retrying a completed job)."""
+
+
+class JobFailedError(ConveyorError):
+    """The awaited job ended in the dead-letter set; `error` is its last error entry."""
+
+    def __init__(self, job_id: str, error: dict[str, Any] | None) -> None:
+        detail = f"{error.get('type')}: {error.get('message')}" if error else "no error recorded"
+        super().__init__(f"job {job_id} failed: {detail}")
+        self.job_id = job_id
+        self.error = error
+
+
+class JobCancelledError(ConveyorError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} was cancelled")
+        self.job_id = job_id
+
+
+class ResultTimeoutError(ConveyorError, TimeoutError):
+    def __init__(self, job_id: str, timeout: float, state: str) -> None:
+        super().__init__(f"job {job_id} did not finish within {timeout:g}s (state: {state})")
+        self.job_id = job_id
+        self.state = state
+
+
+class BackendError(ConveyorError):
+    """The storage engine failed."""
+
+
+class BackendUnavailableError(BackendError):
+    """The storage engine cannot be reached or stayed locked past the retry deadline."""

@@ -1,0 +1,21 @@
+"""The HTTP service: an ASGI app (FastAPI) that accepts jobs with 202 Accepted and lets
+clients follow them by polling, Server-Sent Events or signed webhooks; plus /metrics,
+health checks and the dashboard, all in one app.
+
+    from conveyor.http import create_app
+    api = create_app(app)                 # serve with uvicorn, or
+    my_fastapi.mount("/jobs", api)        # mount into your own app
+
+Modules, one concern each:
+    settings.py   CONVEYOR_* configuration      auth.py     tokens, users, scopes
+    problems.py   RFC 9457 errors               api.py      /v1 jobs and queues
+    events.py     SSE and the event hub         ops.py      /healthz, /readyz
+    metrics.py    /metrics                      webhooks.py signed deliveries
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+from .settings import HttpSettings, Scope
+
+__all__ = ["HttpSettings", "Scope", "create_app"]

@@ -1,0 +1,43 @@
+"""GET /metrics: the app's Prometheus metrics (see conveyor.metrics) in the text format.
+
+It needs a token like every route but /healthz (the `read` scope is enough): point
+Prometheus at it with ``authorization: {type: Bearer, credentials_file: ...}`` holding a
+read token. One `Metrics` per ASGI app follows the event stream from the first scrape on.
+
+Counters live in the serving process, so scrape one process per address: with
+``conveyor serve --workers N`` each scrape may land on another process, whose counts
+started at another moment (they would read as resets). Scrape a replica that runs one
+process (or give each process its own port); several replicas are fine, see
+conveyor.metrics on aggregating them.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..metrics import Metrics
+from .deps import conveyor_of, read_access
+from .problems import responses
+
+router = APIRouter(tags=["operations"])
+
+
+def metrics_of(request: Request) -> Metrics:
+    state = request.app.state
+    found = getattr(state, "metrics", None)
+    if not isinstance(found, Metrics):
+        found = state.metrics = Metrics(conveyor_of(request))
+    return found
+
+
+@router.get("/metrics", dependencies=[Depends(read_access)], response_class=Response,
+            summary="Prometheus metrics (text exposition format)",
+            responses={**responses(401, 503),
+                       200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                             "description": "Queue depths, oldest waiting age, workers, "
+                                            "finished jobs, run and wait times, webhook "
+                                            "deliveries."}})
+async def metrics(request: Request) -> Response:
+    return Response(await metrics_of(request).render(), media_type=CONTENT_TYPE_LATEST)

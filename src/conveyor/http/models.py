@@ -1,0 +1,246 @@
+"""The request and response bodies of the HTTP API (pydantic models, so /openapi.json
+describes them), and the functions that turn jobs into them.
+
+Times are ISO 8601 in UTC with milliseconds (``2025-01-31T12:00:00.123Z``). Handlers on
+hot paths build the dicts with `job_status` and answer with `json_response` instead of
+letting FastAPI validate their own output a second time; the models still document it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from ..backends.base import QueueInfo, WorkerInfo
+from ..jobs import Job, JobState
+from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
+
+# What HTTP accepts, written as the schema says it (schemathesis holds the two together).
+# Queue names: ASCII letters, digits, '-', '_' or '.', with at least one letter or digit.
+QUEUE_PATTERN = r"^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$"
+_DURATION = r"\d{1,6}(\.\d{1,6})?(ms|s|m|h|d)?"
+DURATION_PATTERN = f"^{_DURATION}$"
+BACKOFF_PATTERN = f"^(exponential|fixed:{_DURATION}|{_DURATION}(,{_DURATION})*)$"
+MAX_DELAY_SECONDS = 1e11  # above every duration the pattern allows; before the year 9999
+
+
+# -- requests ------------------------------------------------------------------------------
+class EnqueueOptions(BaseModel):
+    """Per-job options; anything left out takes the task's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(default=None, min_length=1, max_length=MAX_QUEUE_NAME,
+                              pattern=QUEUE_PATTERN,
+                              description="Queue name: letters, digits, '-', '_' or '.'.")
+    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000,
+                                 description="Higher runs first.")
+    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)] | Annotated[
+        str, Field(pattern=DURATION_PATTERN)] | None = Field(
+        default=None, description="Run no sooner than this: seconds, or '500ms', '30s', "
+                                  "'2m', '1h', '1d'.", examples=[30, "2m"])
+    run_at: AwareDatetime | None = Field(
+        default=None, description="Run no sooner than this time (with a timezone).")
+    key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_KEY_LENGTH,
+        description="Deduplication key: while a job with this key is kept, enqueueing "
+                    "again returns it instead of a new job (whatever the arguments). For "
+                    "retry-safe requests prefer the Idempotency-Key header.")
+    attempts: int | None = Field(default=None, ge=1, le=1000,
+                                 description="Attempts before the job fails.")
+    timeout: float | None = Field(default=None, gt=0, le=MAX_DELAY_SECONDS,
+                                  description="Per-attempt timeout in seconds.")
+    backoff: str | None = Field(default=None, max_length=200, pattern=BACKOFF_PATTERN,
+                                description="'exponential', 'fixed:30s' or '30s,2m,10m'.")
+    meta: dict[str, Any] | None = Field(default=None,
+                                        description="Free-form JSON kept with the job.")
+    webhook: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://",
+        description="A URL that gets a signed POST (Standard Webhooks) when the job "
+                    "completes or fails; public addresses only unless configured.")
+
+
+class EnqueueRequest(BaseModel):
+    """One call of the task: positional and keyword arguments, plus options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    args: list[Any] = Field(default_factory=list, description="Positional arguments.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments.")
+    options: EnqueueOptions = Field(default_factory=EnqueueOptions)
+
+    def fingerprint(self, task: str) -> str:
+        """What an Idempotency-Key replay must match: the task and the body, canonical
+        (key order and whitespace do not matter, absent and default values are equal)."""
+        canonical = orjson.dumps([task, self.model_dump(mode="json")],
+                                 option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(canonical).hexdigest()
+
+
+# -- responses -----------------------------------------------------------------------------
+class JobAccepted(BaseModel):
+    id: str
+    task: str
+    queue: str
+    state: JobState
+    created: bool = Field(description="False when an existing job (same key or "
+                                      "Idempotency-Key) was returned instead of a new one.")
+    created_at: dt.datetime
+    scheduled_at: dt.datetime
+    status_url: str
+    events_url: str
+    result_url: str
+
+
+class JobStatus(BaseModel):
+    """A job as a client following it sees it (AIP-151 style: `done`, then `result` or
+    `error`)."""
+
+    id: str
+    task: str
+    queue: str
+    state: JobState
+    done: bool = Field(description="True once the job is completed, failed or cancelled.")
+    progress: Any = Field(default=None, description="The last progress the task reported.")
+    attempt: int = Field(description="Attempts started so far (the running one's number).")
+    max_attempts: int
+    priority: int
+    key: str | None
+    cancel_requested: bool
+    created_at: dt.datetime
+    scheduled_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    result: Any = Field(default=None, description="The task's return value, once completed.")
+    error: dict[str, Any] | None = Field(
+        default=None, description="The last error entry (type, message, traceback, "
+                                  "attempt), unless the job completed.")
+    status_url: str
+    events_url: str
+    result_url: str
+
+
+class JobResult(BaseModel):
+    id: str
+    state: JobState
+    result: Any
+
+
+class JobPage(BaseModel):
+    items: list[JobStatus]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
+    next: str | None = Field(description="The URL of the next page (also a Link header).")
+
+
+class QueueStatus(BaseModel):
+    name: str
+    paused: bool
+    counts: dict[JobState, int] = Field(description="Jobs per state.")
+    oldest_waiting_at: dt.datetime | None
+    oldest_waiting_age_seconds: float | None = Field(
+        description="How long the oldest waiting job has waited (the latency to alert on).")
+
+
+class WorkerStatus(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    in_flight: int
+    started_at: dt.datetime | None
+    last_seen_at: dt.datetime | None
+
+
+class TaskInfo(BaseModel):
+    name: str
+    queue: str
+    description: str | None
+    enqueue_url: str
+
+
+# -- building them -------------------------------------------------------------------------
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    try:
+        when = _EPOCH + dt.timedelta(milliseconds=ms)
+    except OverflowError:  # beyond what ISO 8601 years can say
+        when = dt.datetime.max.replace(tzinfo=dt.UTC) if ms > 0 else _EPOCH.replace(year=1)
+    return when.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
+
+
+def prefix(request: Request) -> str:
+    """Where this app is mounted (empty when served at the root)."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")
+
+
+def links(base: str, job_id: str) -> dict[str, str]:
+    status = f"{base}/v1/jobs/{job_id}"
+    return {"status_url": status, "events_url": status + "/events",
+            "result_url": status + "/result"}
+
+
+def job_status(job: Job, base: str) -> dict[str, Any]:
+    return {
+        "id": job.id, "task": job.task, "queue": job.queue, "state": job.state.value,
+        "done": job.is_final, "progress": job.progress, "attempt": job.attempt,
+        "max_attempts": job.max_attempts, "priority": job.priority, "key": job.key,
+        "cancel_requested": job.cancel_requested, "created_at": iso(job.created_at),
+        "scheduled_at": iso(job.scheduled_at), "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "result": job.result if job.state is JobState.COMPLETED else None,
+        "error": None if job.state is JobState.COMPLETED else job.last_error,
+        **links(base, job.id),
+    }
+
+
+def accepted(job: Job, created: bool, base: str) -> dict[str, Any]:
+    return {"id": job.id, "task": job.task, "queue": job.queue, "state": job.state.value,
+            "created": created, "created_at": iso(job.created_at),
+            "scheduled_at": iso(job.scheduled_at), **links(base, job.id)}
+
+
+def retry_after(job: Job) -> str | None:
+    """A polling hint while the job is not final: when a delayed job is due, else 1 s.
+
+    Only a hint, so the local clock is good enough (no extra backend round trip)."""
+    if job.is_final:
+        return None
+    if job.state is JobState.DELAYED:
+        wait = (job.scheduled_at - time.time() * 1000) / 1000
+        return str(min(max(math.ceil(wait), 1), 3600))
+    return "1"
+
+
+def queue_status(info: QueueInfo, now_ms: int) -> dict[str, Any]:
+    oldest = info.oldest_waiting_at
+    return {"name": info.name, "paused": info.paused,
+            "counts": {state.value: info.counts.get(state, 0) for state in JobState},
+            "oldest_waiting_at": iso(oldest),
+            "oldest_waiting_age_seconds": None if oldest is None
+            else max(now_ms - oldest, 0) / 1000}
+
+
+def worker_status(info: WorkerInfo) -> dict[str, Any]:
+    return {"id": info.id, "host": info.host, "pid": info.pid, "queues": list(info.queues),
+            "concurrency": info.concurrency, "in_flight": info.in_flight,
+            "started_at": iso(info.started_at), "last_seen_at": iso(info.last_seen_at)}
+
+
+def json_response(body: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/json")

@@ -1,0 +1,135 @@
+"""Running the HTTP app on uvicorn: `conveyor serve` (one or more processes) and the API
+that `conveyor dev` starts beside its worker.
+
+Open SSE streams would hold up a graceful shutdown (uvicorn waits for every response to
+end), so a stopping server first ends them through the event hubs; clients reconnect
+elsewhere with Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from ..app import Conveyor
+from ..errors import ConfigurationError
+from . import events
+from .app import create_app
+from .settings import HttpSettings
+
+FACTORY = "conveyor.http.serve:app_from_env"
+GRACE_SECONDS = 10
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: HttpSettings, host: str) -> str | None:
+    """Refuse open mode off loopback; a warning to print, if any."""
+    if settings.open and not is_loopback(host):
+        raise ConfigurationError(f"open mode (CONVEYOR_OPEN, no auth) only binds to loopback, "
+                                 f"not {host}: use --host 127.0.0.1 or set CONVEYOR_TOKENS")
+    if settings.open:
+        return f"open mode: no authentication, bound to {host} only"
+    if not settings.tokens:
+        return "no CONVEYOR_TOKENS set: every request except /healthz will get 401"
+    return None
+
+
+def app_from_env() -> Any:
+    """The uvicorn factory: CONVEYOR_APP's app, CONVEYOR_URL's backend, CONVEYOR_* settings."""
+    from ..cli_work import load_app  # the CLI's loader: same errors, same sys.path rules
+
+    path = os.environ.get("CONVEYOR_APP")
+    if not path:
+        raise ConfigurationError("CONVEYOR_APP is not set")
+    conveyor = load_app(path)
+    url = os.environ.get("CONVEYOR_URL")
+    if url and conveyor.url != url:
+        conveyor.use(url)
+    _end_streams_on_signals()
+    return create_app(conveyor)
+
+
+def _end_streams_on_signals() -> None:
+    """Chain to uvicorn's own SIGINT/SIGTERM handlers: end open streams, then stop."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def chained(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+            events.shutdown_all()
+            previous(signum, frame)
+
+        signal.signal(sig, chained)
+
+
+def run(host: str, port: int, workers: int = 1, *, log_level: str = "info",
+        access_log: bool = False) -> None:
+    """Serve CONVEYOR_APP until SIGINT/SIGTERM (the caller set the environment)."""
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
+    # a SIGTERM'd server that finished cleanly exits 0, like the worker
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=access_log, lifespan="on",
+                timeout_graceful_shutdown=GRACE_SECONDS)
+
+
+class _InnerServer(uvicorn.Server):
+    """A server that leaves signals to its host program (the dev worker owns them)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, bound now so that a busy port is known before anything runs."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_beside(conveyor: Conveyor, sock: socket.socket,
+                       settings: HttpSettings) -> None:
+    """Serve the API on the running loop until cancelled, then stop gracefully."""
+    config = uvicorn.Config(create_app(conveyor, settings), log_level="warning",
+                            access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACE_SECONDS)
+    server = _InnerServer(config)
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        events.shutdown_all()
+        server.should_exit = True
+        await task
+        raise

@@ -1,0 +1,89 @@
+"""Settings of the HTTP service and dashboard, read from CONVEYOR_* environment variables.
+
+    CONVEYOR_TOKENS           "admin:s3cret,read:viewer-token"  bearer tokens and their scope
+    CONVEYOR_USERS            "alice:admin:password,bob:read:password"  dashboard logins
+    CONVEYOR_SECRET_KEY       signs dashboard sessions and CSRF tokens (random if unset)
+    CONVEYOR_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
+    CONVEYOR_OPEN             "1": no auth at all (only `conveyor dev`, bound to 127.0.0.1)
+    CONVEYOR_WEBHOOK_SECRETS  "whsec_...,whsec_..."  signing secrets, newest first
+    CONVEYOR_WEBHOOK_ALLOW_PRIVATE  "1": allow webhook URLs on private/loopback addresses
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from ..errors import ConfigurationError
+
+
+class Scope(enum.StrEnum):
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    scope: Scope
+    password: str
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    tokens: dict[str, Scope] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    max_body_bytes: int = 1024 * 1024
+    open: bool = False  # no auth: for `conveyor dev` on loopback only
+    webhook_secrets: tuple[str, ...] = ()
+    webhook_allow_private: bool = False
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> HttpSettings:
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, object] = {}
+        if env.get("CONVEYOR_TOKENS"):
+            values["tokens"] = _tokens(env["CONVEYOR_TOKENS"])
+        if env.get("CONVEYOR_USERS"):
+            values["users"] = _users(env["CONVEYOR_USERS"])
+        if env.get("CONVEYOR_SECRET_KEY"):
+            values["secret_key"] = env["CONVEYOR_SECRET_KEY"]
+        if env.get("CONVEYOR_MAX_BODY_BYTES"):
+            try:
+                values["max_body_bytes"] = int(env["CONVEYOR_MAX_BODY_BYTES"])
+            except ValueError:
+                raise ConfigurationError("CONVEYOR_MAX_BODY_BYTES must be a number") from None
+        values["open"] = env.get("CONVEYOR_OPEN", "") in {"1", "true", "yes"}
+        if env.get("CONVEYOR_WEBHOOK_SECRETS"):
+            values["webhook_secrets"] = tuple(
+                s.strip() for s in env["CONVEYOR_WEBHOOK_SECRETS"].split(",") if s.strip())
+        values["webhook_allow_private"] = env.get("CONVEYOR_WEBHOOK_ALLOW_PRIVATE", "") in {
+            "1", "true", "yes"}
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _tokens(spec: str) -> dict[str, Scope]:
+    out: dict[str, Scope] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        scope, sep, token = item.partition(":")
+        if not sep or not token or scope not in Scope.__members__.values():
+            raise ConfigurationError(
+                f"bad CONVEYOR_TOKENS entry {item.split(':')[0]!r}...: use scope:token with "
+                "scope read or admin")
+        out[token] = Scope(scope)
+    return out
+
+
+def _users(spec: str) -> dict[str, User]:
+    out: dict[str, User] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, scope, password = [*item.split(":", 2), "", ""][:3]
+        if not name or not password or scope not in Scope.__members__.values():
+            raise ConfigurationError(
+                f"bad CONVEYOR_USERS entry for {name!r}: use name:scope:password")
+        out[name] = User(name, Scope(scope), password)
+    return out

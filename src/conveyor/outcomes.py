@@ -1,0 +1,32 @@
+"""What a task may raise to steer its own job, besides returning a result.
+
+- ``Retry(delay=...)``: run again after `delay` seconds (counts as an attempt).
+- ``Cancel(reason)``: end the job `cancelled`, no retry.
+- ``NonRetryableError``: subclass it (or list types in ``@app.task(non_retryable=...)``)
+  for errors that no retry can fix; the job fails at once.
+"""
+
+from __future__ import annotations
+
+
+class Retry(Exception):
+    """Ask for another attempt after `delay` seconds (default: the task's backoff)."""
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        if delay is not None and delay < 0:
+            raise ValueError("Retry delay must be >= 0")
+        self.delay = delay
+        self.reason = reason
+
+
+class Cancel(Exception):
+    """End the job as cancelled."""
+
+    def __init__(self, reason: str = "cancelled by the task") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NonRetryableError(Exception):
+    """Base for errors that fail the job at once, whatever attempts remain."""

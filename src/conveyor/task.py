@@ -1,0 +1,230 @@
+"""A registered task and the options of one enqueue.
+
+``@app.task(...)`` turns a function into a `Task`; ``task.enqueue(...)`` stores a job and
+returns a handle, keeping the function's parameter types for type checkers;
+``task.options(delay=..., key=...)`` returns a copy with per-call options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+
+from . import backoff as backoff_mod
+from .backends.base import NewJob
+from .errors import InvalidOptionError, PayloadTooLargeError
+from .ids import new_job_id
+from .serialization import dumps, dumps_checked
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .handle import JobHandle
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Executor = Literal["async", "thread", "process"]
+MAX_KEY_LENGTH = 255
+MAX_QUEUE_NAME = 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-job settings; a task's defaults, overridden per call by ``.options()``."""
+
+    queue: str = "default"
+    priority: int = 0
+    attempts: int = 3
+    max_stalls: int = 1
+    timeout: float | None = None
+    backoff: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(backoff_mod.DEFAULT_BACKOFF))
+    delay: float = 0.0
+    run_at: dt.datetime | None = None
+    key: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def check_options(
+    *,
+    queue: Any = None,
+    priority: Any = None,
+    attempts: Any = None,
+    max_stalls: Any = None,
+    timeout: Any = None,
+    backoff: Any = None,
+    delay: Any = None,
+    run_at: Any = None,
+    key: Any = None,
+    meta: Any = None,
+) -> dict[str, Any]:
+    """Validate option values (None = not given) into JobOptions fields."""
+    out: dict[str, Any] = {}
+    if queue is not None:
+        if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE_NAME \
+                or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise InvalidOptionError(
+                f"bad queue name {queue!r}: 1-100 letters, digits, '-', '_' or '.'")
+        out["queue"] = queue
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, int) \
+                or not -1_000_000 <= priority <= 1_000_000:
+            raise InvalidOptionError("priority must be an integer between -1000000 and 1000000")
+        out["priority"] = priority
+    if attempts is not None:
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 1000:
+            raise InvalidOptionError("attempts must be an integer between 1 and 1000")
+        out["attempts"] = attempts
+    if max_stalls is not None:
+        if isinstance(max_stalls, bool) or not isinstance(max_stalls, int) \
+                or not 0 <= max_stalls <= 1000:
+            raise InvalidOptionError("max_stalls must be an integer between 0 and 1000")
+        out["max_stalls"] = max_stalls
+    if timeout is not None:
+        seconds = _seconds(timeout, "timeout")
+        if seconds <= 0:
+            raise InvalidOptionError("timeout must be > 0 seconds")
+        out["timeout"] = seconds
+    if backoff is not None:
+        out["backoff"] = backoff_mod.normalize(backoff)
+    if delay is not None:
+        out["delay"] = _seconds(delay, "delay")
+    if run_at is not None:
+        if not isinstance(run_at, dt.datetime):
+            raise InvalidOptionError("run_at must be a datetime")
+        if run_at.tzinfo is None:
+            raise InvalidOptionError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+        out["run_at"] = run_at
+    if key is not None:
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+            raise InvalidOptionError(f"key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+        out["key"] = key
+    if meta is not None:
+        if not isinstance(meta, dict):
+            raise InvalidOptionError("meta must be a dict")
+        dumps_checked(meta, "meta")
+        out["meta"] = meta
+    return out
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+        if value < 0:
+            raise InvalidOptionError(f"{what} must not be negative")
+    return backoff_mod.parse_duration(value, what)
+
+
+class Task(Generic[P, R]):
+    """A function registered with an app, plus the options its jobs are enqueued with."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        fn: Callable[P, Any],
+        name: str,
+        options: JobOptions,
+        executor: Executor,
+        non_retryable: tuple[type[BaseException], ...] = (),
+        exposed: bool = False,
+    ) -> None:
+        from .signature import Signature
+
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.defaults = options
+        self.executor = executor
+        self.non_retryable = non_retryable
+        self.exposed = exposed  # may be enqueued over HTTP
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = Signature(fn, name)
+        self._backoff_json = dumps(options.backoff)  # the same for every job: encode once
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.defaults.queue} executor={self.executor}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Call the function directly, in this process, without a job."""
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_stalls: int | None = None,
+        timeout: float | str | dt.timedelta | None = None,
+        backoff: Any = None,
+        delay: float | str | dt.timedelta | None = None,
+        run_at: dt.datetime | None = None,
+        key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        webhook: str | None = None,
+    ) -> Task[P, R]:
+        """A copy of this task whose next enqueues use these options.
+
+        webhook: a URL that gets a signed POST when the job finishes (kept in
+        ``meta["webhook"]``; needs ``conveyor.webhooks.enable(app)``).
+        """
+        changes = check_options(queue=queue, priority=priority, attempts=attempts,
+                                max_stalls=max_stalls, timeout=timeout, backoff=backoff,
+                                delay=delay, run_at=run_at, key=key, meta=meta)
+        if webhook is not None:
+            from .webhooks import check_webhook_option
+
+            url = check_webhook_option(self.app, webhook)
+            changes["meta"] = {**changes.get("meta", self.defaults.meta), "webhook": url}
+        copy = object.__new__(Task)
+        copy.__dict__.update(self.__dict__)
+        copy.defaults = dataclasses.replace(self.defaults, **changes)
+        copy._backoff_json = dumps(copy.defaults.backoff)
+        return copy
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
+        """Validate one call into a job ready to store (for ``app.enqueue_many``)."""
+        opts = self.defaults
+        call_args, call_kwargs = self.signature.encode(args, kwargs)
+        args_json = dumps_checked(call_args, f"{self.name} arguments")
+        kwargs_json = dumps_checked(call_kwargs, f"{self.name} arguments")
+        size = len(args_json) + len(kwargs_json)
+        if size > self.app.max_payload_bytes:
+            raise PayloadTooLargeError(size, self.app.max_payload_bytes)
+        return NewJob(
+            id=new_job_id(),
+            queue=opts.queue,
+            task=self.name,
+            args_json=args_json,
+            kwargs_json=kwargs_json,
+            priority=opts.priority,
+            key=opts.key,
+            delay_ms=round(opts.delay * 1000),
+            run_at_ms=None if opts.run_at is None else round(opts.run_at.timestamp() * 1000),
+            max_attempts=opts.attempts,
+            max_stalls=opts.max_stalls,
+            timeout=opts.timeout,
+            backoff_json=self._backoff_json,
+            meta_json=dumps(opts.meta) if opts.meta else "{}",
+        )
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        """Store a job for this call and return its handle (sync)."""
+        return self.app.enqueue_many([self.prepare(*args, **kwargs)])[0]
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        """Store a job for this call and return its handle (async)."""
+        return (await self.app.aenqueue_many([self.prepare(*args, **kwargs)]))[0]
+
+    async def run_inline(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Run the function on stored arguments (used by the worker's async executor)."""
+        call_args, call_kwargs = self.signature.decode(args, kwargs)
+        result = self.fn(*call_args, **call_kwargs)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result

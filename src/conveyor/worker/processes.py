@@ -1,0 +1,185 @@
+"""The process executor: CPU-bound tasks in child processes with hard timeouts.
+
+Each child runs one job at a time and talks to the worker over a pipe: the job goes
+down; progress and log reports and then one outcome come back. A job that outlives its
+timeout, or is cancelled, has its child killed (SIGKILL) and a fresh child takes the slot;
+the worker's event loop never waits on a child.
+
+Children are started with "spawn", so they inherit no threads or connections, and find
+the task by importing the module that defines it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import multiprocessing
+import multiprocessing.connection
+import traceback
+from typing import Any
+
+from ..context import JobContext, reset_current, set_current
+from ..jobs import Job
+from ..outcomes import Cancel, NonRetryableError, Retry
+from ..serialization import dumps
+
+_MP = multiprocessing.get_context("spawn")
+
+
+class TaskError(Exception):
+    """An error raised by a task in a child process, carried back as its error entry."""
+
+    def __init__(self, entry: dict[str, Any], retryable: bool) -> None:
+        super().__init__(f"{entry.get('type')}: {entry.get('message')}")
+        self.entry = entry
+        self.retryable = retryable
+
+
+def _find_task(module: str, qualname: str) -> Any:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _child_main(conn: multiprocessing.connection.Connection) -> None:
+    """The child's loop: run jobs until told to stop (None) or killed."""
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        module, qualname, job = message
+        task = _find_task(module, qualname)
+        ctx = JobContext(job=job, report=lambda kind, value: conn.send(("report", kind, value)))
+        token = set_current(ctx)
+        try:
+            args, kwargs = task.signature.decode(job.args, job.kwargs)
+            result = task.fn(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
+            try:
+                encoded = dumps(result)
+            except TypeError as exc:
+                conn.send(("error", {"type": "ResultNotJSON", "traceback": None,
+                                     "message": f"the result is not JSON: {exc}"}, False))
+                continue
+            conn.send(("ok", encoded))
+        except Retry as exc:
+            conn.send(("retry", exc.delay, exc.reason))
+        except Cancel as exc:
+            conn.send(("cancel", exc.reason))
+        except BaseException as exc:
+            entry = {"type": type(exc).__qualname__, "message": str(exc),
+                     "traceback": traceback.format_exc()}
+            retryable = not isinstance(exc, NonRetryableError | tuple(task.non_retryable))
+            conn.send(("error", entry, retryable))
+        finally:
+            reset_current(token)
+
+
+class _Child:
+    def __init__(self) -> None:
+        self.conn, child_end = _MP.Pipe()
+        self.process = _MP.Process(target=_child_main, args=(child_end,), daemon=True,
+                                   name="conveyor-process-executor")
+        self.process.start()
+        child_end.close()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+class ProcessPool:
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._idle: asyncio.Queue[_Child] | None = None
+        self._all: set[_Child] = set()
+        self.killed = 0
+
+    def _spawn(self) -> _Child:
+        child = _Child()
+        self._all.add(child)
+        return child
+
+    async def _take(self) -> _Child:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+            children = await loop.run_in_executor(None, lambda: [_Child()
+                                                                 for _ in range(self.size)])
+            for child in children:
+                self._all.add(child)
+                self._idle.put_nowait(child)
+        return await self._idle.get()
+
+    async def run(self, task: Any, job: Job, ctx: JobContext, timeout: float | None) -> Any:
+        child = await self._take()
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                while child.conn.poll():
+                    message = child.conn.recv()
+                    if message[0] == "report":
+                        ctx.report(message[1], message[2])
+                    elif not outcome.done():
+                        outcome.set_result(message)
+            except (EOFError, OSError):
+                if not outcome.done():
+                    code = child.process.exitcode
+                    outcome.set_result(("died", code))
+
+        fn = task.fn
+        child.conn.send((fn.__module__, fn.__qualname__, job))
+        loop.add_reader(child.conn.fileno(), readable)
+        healthy = False
+        try:
+            message = await asyncio.wait_for(outcome, timeout) if timeout else await outcome
+            healthy = message[0] != "died"
+        finally:
+            loop.remove_reader(child.conn.fileno())
+            if healthy:
+                assert self._idle is not None
+                self._idle.put_nowait(child)
+            else:  # timed out, cancelled or crashed: the child goes, a fresh one comes
+                self.killed += 1
+                self._all.discard(child)
+                await loop.run_in_executor(None, child.kill)
+                assert self._idle is not None
+                self._idle.put_nowait(await loop.run_in_executor(None, self._spawn))
+        kind = message[0]
+        if kind == "ok":
+            return Encoded(message[1])
+        if kind == "retry":
+            raise Retry(message[1], message[2])
+        if kind == "cancel":
+            raise Cancel(message[1])
+        if kind == "error":
+            raise TaskError(message[1], message[2])
+        raise TaskError({"type": "ProcessDied",
+                         "message": f"the executor process died (exit code {message[1]})",
+                         "traceback": None}, True)
+
+    def close(self) -> None:
+        for child in list(self._all):
+            with contextlib.suppress(Exception):
+                child.conn.send(None)
+            child.kill()
+        self._all.clear()
+
+
+class Encoded:
+    """A result the child already encoded as JSON."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: str) -> None:
+        self.json = json

@@ -1,0 +1,423 @@
+"""The worker: claims jobs in batches, runs them, and records their outcomes.
+
+One asyncio loop per process. The loop claims up to its free slots in one backend call
+that also records the outcomes of the jobs that just finished ("settle previous + fetch
+next"), so a busy worker makes one round trip per batch, not per job. When there is
+nothing to claim it sleeps until the backend wakes it, the next delayed job is due, or a
+slot frees up: no busy polling.
+
+``async def`` tasks run on the loop, ``def`` tasks in a thread pool, and
+``executor="process"`` tasks in child processes with hard timeouts. Leases are renewed by
+the keeper thread (see keeper.py).
+
+Shutdown (SIGTERM/SIGINT, or `stop()`): stop claiming, let running jobs finish within
+`grace` seconds, then hand the rest back (waiting again, attempt not charged). A second
+signal skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import backoff
+from ..backends.base import Claim, LeaseStatus, Outcome, Settlement, WorkerInfo
+from ..context import JobContext, reset_current, set_current
+from ..errors import ConveyorError
+from ..outcomes import Cancel, NonRetryableError, Retry
+from ..serialization import dumps
+from .keeper import Keeper
+from .processes import Encoded, ProcessPool, TaskError
+from .threads import DaemonThreadPool
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+    from ..task import Task
+
+log = logging.getLogger("conveyor.worker")
+
+
+@dataclasses.dataclass(slots=True)
+class _Running:
+    claim: Claim
+    ctx: JobContext
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # "cancel" | "lost" | "shutdown"
+    reports: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+    reporter: asyncio.Task[None] | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Conveyor,
+        queues: Sequence[str] | None = None,
+        *,
+        concurrency: int = 10,
+        lease: float = 30.0,
+        grace: float = 30.0,
+        heartbeat: float | None = None,
+        poll_interval: float = 2.0,
+        process_workers: int | None = None,
+        maintenance: bool = True,
+        prune_interval: float = 60.0,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConveyorError("concurrency must be at least 1")
+        if lease <= 0.2:
+            raise ConveyorError("lease must be more than 0.2 seconds")
+        self.app = app
+        self.queues = list(queues or app.queue_names)
+        self.concurrency = concurrency
+        self.lease_ms = int(lease * 1000)
+        self.grace = grace
+        self.poll_interval = poll_interval
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._running: dict[str, _Running] = {}
+        self._settlements: list[Settlement] = []
+        self._kick = asyncio.Event()
+        self._stopping = False
+        self._hard_stop = False
+        self._threads = DaemonThreadPool(concurrency)
+        self._processes = ProcessPool(process_workers or os.cpu_count() or 2)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._keeper = Keeper(
+            app.url, self.info, self._on_lease_status, lease_ms=self.lease_ms,
+            interval=heartbeat or min(lease / 3, 1.0), maintenance=maintenance,
+            retention=app.retention, prune_every=prune_interval, duties=app.leader_duties,
+        )
+        self.processed = 0
+        self.failed = 0
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(id=self.id, host=socket.gethostname(), pid=os.getpid(),
+                          queues=tuple(self.queues), concurrency=self.concurrency,
+                          in_flight=len(self._running))
+
+    # -- control ------------------------------------------------------------------------
+    def stop(self, hard: bool = False) -> None:
+        """Begin a graceful shutdown (thread-safe); hard=True skips the grace period."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._begin_stop, hard)
+
+    def _begin_stop(self, hard: bool) -> None:
+        if self._stopping and not hard:
+            hard = True  # a second request means "now"
+        if not self._stopping:
+            log.info("worker %s stopping: no new jobs, %d running", self.id, len(self._running))
+        self._stopping = True
+        self._hard_stop = self._hard_stop or hard
+        self._kick.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._begin_stop, False)
+
+    # -- main loop ----------------------------------------------------------------------
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Work until stopped (or, with until_idle, until no job of these queues is
+        waiting, delayed or running)."""
+        self._loop = asyncio.get_running_loop()
+        await self.app.aopen()
+        self._keeper.start()
+        waker = asyncio.create_task(self._listen())
+        log.info("worker %s consuming %s with concurrency %d", self.id, ",".join(self.queues),
+                 self.concurrency)
+        try:
+            await self._work(until_idle)
+            await self._shut_down()
+        finally:
+            waker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waker
+            self._keeper.stop()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._processes.close()
+
+    async def _listen(self) -> None:
+        backend = self.app.backend
+        while True:
+            try:
+                await backend.wait_for_work(self.queues, self.poll_interval)
+            except Exception as exc:
+                log.debug("wait_for_work failed: %s", exc)
+                await asyncio.sleep(self.poll_interval)
+            self._kick.set()
+
+    async def _work(self, until_idle: bool) -> None:
+        backend = self.app.backend
+        failures = 0
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            if free == 0 and not self._settlements:
+                self._kick.clear()  # saturated: nothing to record, no slot to fill
+                await wait_event(self._kick, self.poll_interval)
+                continue
+            settle = self._settlements
+            self._settlements = []
+            self._kick.clear()
+            try:
+                fetched = await backend.fetch(self.queues, free, self.id, self.lease_ms, settle)
+            except Exception as exc:  # an outage (any driver's error): keep going
+                self._settlements[:0] = settle  # keep outcomes until they are recorded
+                failures += 1
+                log.error("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                continue
+            failures = 0
+            self._report_refused(settle, fetched.settled)
+            for claim in fetched.claims:
+                self._start(claim)
+            if len(fetched.claims) == free and free > 0:
+                continue  # a full batch: there may be more waiting
+            if until_idle and not self._running and not self._settlements \
+                    and fetched.next_due_in_ms is None:
+                return
+            timeout = self.poll_interval
+            if fetched.next_due_in_ms is not None:
+                timeout = min(timeout, fetched.next_due_in_ms / 1000)
+            await wait_event(self._kick, timeout)
+
+    def _report_refused(self, settle: Sequence[Settlement], done: Sequence[bool]) -> None:
+        for s, ok in zip(settle, done, strict=True):
+            if not ok:
+                log.warning("job %s: outcome %s not recorded, the lease was lost (another "
+                            "worker took the job over)", s.job_id, s.outcome.value)
+
+    async def _shut_down(self) -> None:
+        if self._running and not self._hard_stop:
+            log.info("waiting up to %gs for %d running job(s)", self.grace, len(self._running))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.grace
+            while self._running and not self._hard_stop and loop.time() < deadline:
+                self._kick.clear()
+                await wait_event(self._kick, deadline - loop.time())
+                await self._flush()
+        for running in list(self._running.values()):
+            running.stop_reason = running.stop_reason or "shutdown"
+            running.ctx.cancel_requested = True  # cooperative `def` tasks stop early
+            if running.task is not None:
+                running.task.cancel()
+        while self._running:
+            await asyncio.sleep(0.01)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._settlements:
+            return
+        settle, self._settlements = self._settlements, []
+        for attempt in range(50):
+            try:
+                done = await self.app.backend.settle(settle)
+                self._report_refused(settle, done)
+                return
+            except Exception as exc:
+                log.error("could not record %d outcome(s) (%s); retrying", len(settle), exc)
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        log.error("gave up recording %d outcome(s); their leases will expire and the jobs "
+                  "will be rescued", len(settle))
+
+    # -- one job ------------------------------------------------------------------------
+    def _start(self, claim: Claim) -> None:
+        running = _Running(claim, JobContext(claim.job, report=lambda k, v: None))
+        running.ctx.report = self._reporter_for(running)
+        self._running[claim.job.id] = running
+        self._keeper.hold(claim.lease)
+        running.task = asyncio.create_task(self._run(running))
+
+    def _reporter_for(self, running: _Running) -> Any:
+        loop = self._loop
+        assert loop is not None
+        loop_thread = threading.get_ident()
+
+        def report(kind: str, value: Any) -> None:
+            if threading.get_ident() == loop_thread:
+                self._queue_report(running, kind, value)
+            else:
+                loop.call_soon_threadsafe(self._queue_report, running, kind, value)
+
+        return report
+
+    def _queue_report(self, running: _Running, kind: str, value: Any) -> None:
+        if kind == "progress" and running.reports and running.reports[-1][0] == "progress":
+            running.reports[-1] = (kind, value)  # only the latest progress matters
+        else:
+            running.reports.append((kind, value))
+        if running.reporter is None or running.reporter.done():
+            running.reporter = asyncio.create_task(self._send_reports(running))
+
+    async def _send_reports(self, running: _Running) -> None:
+        backend = self.app.backend
+        lease = running.claim.lease
+        while running.reports:
+            kind, value = running.reports.pop(0)
+            try:
+                if kind == "progress":
+                    await backend.progress(lease, value)
+                else:
+                    await backend.log(lease, value)
+            except Exception as exc:
+                log.warning("job %s: could not record %s: %s", lease.job_id, kind, exc)
+
+    async def _run(self, running: _Running) -> None:
+        claim = running.claim
+        job = claim.job
+        task = self.app.tasks.get(job.task)
+        settlement: Settlement | None
+        try:
+            if task is None:
+                raise TaskError({"type": "UnknownTask", "traceback": None,
+                                 "message": f"no task {job.task!r} in worker {self.id}"}, True)
+            encoded = _encode(await self._execute(task, running))
+            settlement = Settlement(job.id, claim.token, Outcome.COMPLETED, result_json=encoded)
+            self.processed += 1
+        except asyncio.CancelledError:
+            settlement = self._stopped(running)
+        except Cancel as exc:
+            settlement = Settlement(job.id, claim.token, Outcome.CANCELLED,
+                                    error=self._entry(job.attempt, "Cancel", exc.reason, None))
+        except Exception as exc:
+            if running.stop_reason is not None:
+                settlement = self._stopped(running)
+            else:
+                settlement = self._failure(claim, task, exc)
+                self.failed += 1
+        if running.reporter is not None:
+            with contextlib.suppress(Exception):
+                await running.reporter
+        self._keeper.drop(job.id)
+        del self._running[job.id]
+        if settlement is not None:
+            self._settlements.append(settlement)
+        self._kick.set()
+
+    async def _execute(self, task: Task[Any, Any], running: _Running) -> Any:
+        job = running.claim.job
+        timeout = job.timeout
+        if task.executor == "process":
+            return await self._processes.run(task, job, running.ctx, timeout)
+        if task.executor == "thread":
+            loop = asyncio.get_running_loop()
+
+            def call() -> Any:
+                token = set_current(running.ctx)
+                try:
+                    args, kwargs = task.signature.decode(job.args, job.kwargs)
+                    return task.fn(*args, **kwargs)
+                finally:
+                    reset_current(token)
+
+            future = loop.run_in_executor(self._threads, call)
+            return await (asyncio.wait_for(future, timeout) if timeout else future)
+        token = set_current(running.ctx)
+        try:
+            coro = task.run_inline(job.args, job.kwargs)
+            return await (asyncio.wait_for(coro, timeout) if timeout else coro)
+        finally:
+            reset_current(token)
+
+    def _stopped(self, running: _Running) -> Settlement | None:
+        claim = running.claim
+        reason = running.stop_reason
+        if reason == "cancel":
+            return Settlement(claim.job.id, claim.token, Outcome.CANCELLED,
+                              error=self._entry(claim.job.attempt, "Cancelled",
+                                                "cancelled while running", None))
+        if reason == "lost":
+            return None  # another worker owns the job now; nothing to record
+        return Settlement(claim.job.id, claim.token, Outcome.RELEASED)
+
+    def _entry(self, attempt: int, kind: str, message: str,
+               trace: str | None) -> dict[str, Any]:
+        return {"attempt": attempt, "type": kind, "message": message, "traceback": trace,
+                "worker": self.id}
+
+    def _failure(self, claim: Claim, task: Task[Any, Any] | None,
+                 exc: Exception) -> Settlement:
+        job = claim.job
+        retryable = True
+        delay: float | None = None
+        if isinstance(exc, TaskError):
+            entry = {**exc.entry, "attempt": job.attempt, "worker": self.id}
+            retryable = exc.retryable
+        elif isinstance(exc, Retry):
+            entry = self._entry(job.attempt, "Retry", exc.reason, None)
+            delay = exc.delay
+        elif isinstance(exc, TimeoutError):
+            entry = self._entry(job.attempt, "Timeout",
+                                f"did not finish within {job.timeout:g}s" if job.timeout
+                                else str(exc) or "timed out", traceback.format_exc())
+        else:
+            entry = self._entry(job.attempt, _type_name(exc), str(exc), traceback.format_exc())
+            retryable = not isinstance(exc, NonRetryableError) and not (
+                task is not None and isinstance(exc, task.non_retryable))
+        retry_in_ms: int | None = None
+        if retryable and job.attempt < job.max_attempts:
+            if delay is None:
+                delay = backoff.delay_for(job.backoff, job.attempt)
+            retry_in_ms = int(delay * 1000)
+        elif retryable:
+            entry["message"] += f" (attempt {job.attempt} of {job.max_attempts}: giving up)"
+        if retry_in_ms is None:
+            log.warning("job %s (%s) failed: %s: %s", job.id, job.task, entry["type"],
+                        entry["message"])
+        return Settlement(job.id, claim.token, Outcome.FAILED, error=entry,
+                          retry_in_ms=retry_in_ms)
+
+    # -- lease news from the keeper thread ----------------------------------------------
+    def _on_lease_status(self, job_id: str, status: LeaseStatus) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._apply_lease_status, job_id, status)
+
+    def _apply_lease_status(self, job_id: str, status: LeaseStatus) -> None:
+        running = self._running.get(job_id)
+        if running is None or running.stop_reason is not None:
+            return
+        if status is LeaseStatus.LOST:
+            log.warning("job %s: lease lost; stopping it here", job_id)
+            running.stop_reason = "lost"
+        else:
+            log.info("job %s: cancel requested", job_id)
+            running.stop_reason = "cancel"
+        running.ctx.cancel_requested = True
+        if running.task is not None:
+            running.task.cancel()
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait for `event` at most `timeout` seconds (asyncio.timeout never swallows a
+    cancellation of the caller, unlike wait_for on Python 3.11)."""
+    if event.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(timeout, 0)):
+            await event.wait()
+
+
+def _encode(result: Any) -> str:
+    if isinstance(result, Encoded):
+        return result.json
+    try:
+        return dumps(result)
+    except TypeError as exc:
+        raise TaskError({"type": "ResultNotJSON", "message": f"the result is not JSON: {exc}",
+                         "traceback": None}, False) from None
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"

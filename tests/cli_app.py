@@ -1,0 +1,44 @@
+"""The app the CLI tests drive (``tests.cli_app:app``).
+
+Tasks live at module level so a worker subprocess finds them by importing this module.
+The backend URL comes from CONVEYOR_URL, which each test points at its own SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from conveyor import Conveyor, log, progress
+
+app = Conveyor()
+
+
+@app.task(queue="math")
+async def add(x: int, y: int = 1) -> int:
+    """Quick: reports half-way progress and returns the sum."""
+    progress(50)
+    return x + y
+
+
+@app.task(queue="math", attempts=1)
+def explode(message: str = "boom") -> None:
+    """Fails on its only attempt, so it lands in the failed set at once."""
+    log(f"about to fail with {message!r}")
+    raise RuntimeError(message)
+
+
+@app.task(queue="slow")
+async def crawl(steps: int = 4, pause: float = 0.1) -> dict[str, int]:
+    """Reports {"percent": ...} progress step by step."""
+    for step in range(1, steps + 1):
+        await asyncio.sleep(pause)
+        progress({"percent": 100 * step // steps, "step": step})
+    return {"steps": steps}
+
+
+@app.task(queue="slow")
+def nap(seconds: float = 30.0) -> str:
+    """Blocks a thread for a while (keeps a job active)."""
+    time.sleep(seconds)
+    return "rested"
