@@ -270,7 +270,9 @@ async def test_pages_stay_fast_with_100k_jobs(conveyor_app: Conveyor,
         took = time.perf_counter() - started
         assert page.status_code == 200, path
         slowest = max(slowest, took)
-    assert slowest < 1.0, f"slowest page took {slowest:.2f}s"
+    # a guard against a full scan per page (the figure belongs to bench/), loose enough for
+    # a busy CI machine
+    assert slowest < 5.0, f"slowest page took {slowest:.2f}s"
     assert "100,000" in (await tab.get("/queues/default")).text
 
 

@@ -138,7 +138,7 @@ async def test_wait_for_work_on_several_queues_of_the_cluster(redis_cluster: Red
             started = time.monotonic()
             await backend.enqueue([new_job(queue)])
             await waiting
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 8.0  # woken by the job, not the 10 s timeout
             assert len((await waiter.fetch(queues, 5, W, LEASE)).claims) == 1
     finally:
         await waiter.close()
