@@ -143,6 +143,19 @@ async def test_a_job_is_found_by_its_id_alone_and_keys_are_unique_per_queue(
     assert [q.name for q in await backend.queues()] == ["a", "b"]
 
 
+async def test_the_id_of_a_removed_job_can_be_taken_by_another_queue(
+        backend: RedisBackend) -> None:
+    gone = new_job("a")
+    await backend.enqueue([gone])
+    assert await backend.remove(JobFilter(ids=(gone.id,))) == [gone.id]
+    [taken] = await backend.enqueue([new_job("c", id=gone.id)])
+    assert taken.created and taken.job.queue == "c"
+    found = await backend.get(gone.id)
+    assert found is not None and found.queue == "c"
+    [again] = await backend.enqueue([new_job("c", id=gone.id)])  # a retried enqueue
+    assert not again.created and again.job.queue == "c"
+
+
 # -- wake-ups -------------------------------------------------------------------------------
 async def test_wait_for_work_returns_within_milliseconds_of_an_enqueue(
         url: str, backend: RedisBackend) -> None:

@@ -80,6 +80,9 @@ class Worker:
         self.app = app
         self.queues = list(queues or app.queue_names)
         self.concurrency = concurrency
+        # At most half the slots per claim: while one batch's call is in flight the
+        # previous batch runs, so the worker and the backend work at the same time.
+        self._batch = max(1, (concurrency + 1) // 2)
         self.lease_ms = int(lease * 1000)
         self.grace = grace
         self.poll_interval = poll_interval
@@ -165,11 +168,12 @@ class Worker:
                 self._kick.clear()  # saturated: nothing to record, no slot to fill
                 await wait_event(self._kick, self.poll_interval)
                 continue
+            want = min(free, self._batch)
             settle = self._settlements
             self._settlements = []
             self._kick.clear()
             try:
-                fetched = await backend.fetch(self.queues, free, self.id, self.lease_ms, settle)
+                fetched = await backend.fetch(self.queues, want, self.id, self.lease_ms, settle)
             except Exception as exc:  # an outage (any driver's error): keep going
                 self._settlements[:0] = settle  # keep outcomes until they are recorded
                 failures += 1
@@ -180,7 +184,7 @@ class Worker:
             self._report_refused(settle, fetched.settled)
             for claim in fetched.claims:
                 self._start(claim)
-            if len(fetched.claims) == free and free > 0:
+            if len(fetched.claims) == want and want > 0:
                 continue  # a full batch: there may be more waiting
             if until_idle and not self._running and not self._settlements \
                     and fetched.next_due_in_ms is None:

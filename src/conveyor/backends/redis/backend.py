@@ -3,8 +3,8 @@
 The hot path costs one round trip per batch: `fetch` settles the previous batch, promotes
 due delayed jobs and claims the next batch in one script call (two round trips only for a
 worker of several queues, which first peeks at each queue's head to split its batch by
-priority). `enqueue` costs two: the job id index (see keyspace.py), then the queue's
-script. Heartbeats renew every lease of a worker in one pipeline.
+priority). `enqueue` costs one (two on Cluster, where the job id index lives in other
+slots than the queue: see keyspace.py). Heartbeats renew every lease of a worker in one pipeline.
 
 Operator calls (listing, counts, events, bulk actions) visit every queue in one pipeline
 per step, each queue's part done by a bounded script.
@@ -181,26 +181,77 @@ class RedisBackend(Backend):
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
+        for new in jobs:
+            self.keys.queue(new.queue)  # refuse a bad queue name before writing anything
+        await self._ready()  # tells whether this is a Cluster
+        if self.cluster:
+            return await self._enqueue_cluster(jobs)
         out: list[Enqueued | None] = [None] * len(jobs)
-        # 1. index the ids (HSETNX also tells an id that exists already)
+        groups = _by_queue(jobs, range(len(jobs)))
+        batch = Batch()
+        for queue, positions in groups.items():
+            keys = [*self.keys.queue(queue).keys, self.keys.queues]
+            shards: dict[str, int] = {}
+            args: list[Any] = [self.settings.events_max_len, queue, 1]
+            for i in positions:
+                shard = self.keys.index(jobs[i].id)
+                place = shards.get(shard)
+                if place is None:
+                    keys.append(shard)
+                    place = shards[shard] = len(keys)
+                args += codec.new_job_args(jobs[i])
+                args.append(place)
+            batch.script("enqueue", keys, args)
+        elsewhere: list[int] = []
+        for positions, stored in zip(groups.values(), await self._run(batch), strict=True):
+            for i, reply in zip(positions, stored, strict=True):
+                if reply[0] == 2:
+                    elsewhere.append(i)
+                else:
+                    out[i] = self._enqueued(jobs[i], reply)
+        for i in elsewhere:  # the id is another queue's: that job, or a stale index entry
+            out[i] = await self._claim_id_from(jobs[i])
+        return [e for e in out if e is not None]
+
+    def _enqueued(self, new: NewJob, reply: list[Any]) -> Enqueued:
+        if reply[0] == 1:
+            return Enqueued(codec.created_job(new, reply[1], reply[2], reply[3]), True)
+        return Enqueued(codec.job(codec.fields(reply[1])), False)
+
+    async def _claim_id_from(self, new: NewJob) -> Enqueued:
+        """An id indexed to another queue: that queue's job, or (the entry outlived its
+        job) the id is taken over and the job stored here."""
+        owner = (await self.locate([new.id])).get(new.id)
+        if owner is not None and owner != new.queue:
+            batch = Batch()
+            batch.command("HGETALL", self.keys.queue(owner).keys[0] + new.id)
+            h = (await self._run(batch))[0]
+            if h:
+                return Enqueued(codec.job(h), False)
+            batch = Batch()
+            batch.command("HSET", self.keys.index(new.id), new.id, new.queue)
+            await self._run(batch)
+        return (await self.enqueue([new]))[0]
+
+    async def _enqueue_cluster(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """On Cluster the index and the queue registry live in other slots than the queue:
+        index the ids first (HSETNX also tells an id that exists already), then one script
+        call per queue stores its jobs."""
+        out: list[Enqueued | None] = [None] * len(jobs)
         first = Batch()
         first.command("SADD", self.keys.queues, *{j.queue for j in jobs})
         for new in jobs:
-            self.keys.queue(new.queue)  # refuse a bad queue name before writing anything
             first.command("HSETNX", self.keys.index(new.id), new.id, new.queue)
         fresh = [bool(r) for r in (await self._run(first))[1:]]
         if not all(fresh):
             await self._existing_elsewhere(jobs, fresh, out)
-        # 2. one script call per queue stores its jobs
-        groups: dict[str, list[int]] = {}
-        for i, new in enumerate(jobs):
-            if out[i] is None:
-                groups.setdefault(new.queue, []).append(i)
+        groups = _by_queue(jobs, [i for i in range(len(jobs)) if out[i] is None])
         batch = Batch()
         for queue, positions in groups.items():
-            args: list[Any] = [queue]
+            args: list[Any] = [queue, 0]
             for i in positions:
                 args += codec.new_job_args(jobs[i])
+                args.append("")
             self._queue_script(batch, "enqueue", queue, *args)
         try:
             results = await self._run(batch)
@@ -210,14 +261,9 @@ class RedisBackend(Backend):
         unused: list[int] = []
         for positions, stored in zip(groups.values(), results, strict=True):
             for i, reply in zip(positions, stored, strict=True):
-                new = jobs[i]
-                if reply[0] == 1:
-                    out[i] = Enqueued(codec.created_job(new, reply[1], reply[2], reply[3]), True)
-                else:
-                    existing = codec.job(codec.fields(reply[1]))
-                    out[i] = Enqueued(existing, False)
-                    if fresh[i] and existing.id != new.id:
-                        unused.append(i)
+                out[i] = self._enqueued(jobs[i], reply)
+                if reply[0] == 0 and fresh[i] and out[i].job.id != jobs[i].id:  # type: ignore[union-attr]
+                    unused.append(i)
         if unused:
             await self._forget_ids(jobs, unused)
         return [e for e in out if e is not None]
@@ -517,3 +563,10 @@ class RedisBackend(Backend):
 
     async def send(self, batch: Batch) -> list[Any]:
         return await self._run(batch)
+
+
+def _by_queue(jobs: Sequence[NewJob], positions: Iterable[int]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i in positions:
+        groups.setdefault(jobs[i].queue, []).append(i)
+    return groups

@@ -44,11 +44,12 @@ Job id index, tag ``{i:XX}`` with XX = crc32(id) & 0xff in hex (256 shards)::
 
     P:{i:XX}:ids         hash    job id -> queue: how ``get(id)`` finds a job's queue
 
-The index is the one piece written outside a queue's scripts (a queue's script cannot
-touch another slot). It is written *before* the job (HSETNX, which also detects an id
-reused in another queue) and removed when the job's tombstone is pruned, so an existing
-job is always indexed; a crash between the two writes leaves at worst an entry pointing
-at a queue where the id is unknown, which reads as "no such job".
+On one server the enqueue script writes the index entry (HSETNX, which also detects an
+id reused in another queue) with the job, atomically. On Cluster a queue's script cannot
+touch another slot, so the entry is written *before* the job; a crash between the two
+writes leaves at worst an entry pointing at a queue where the id is unknown, which reads
+as "no such job". Either way an existing job is always indexed, and the entry is removed
+when the job's tombstone is pruned.
 
 Events: one stream per queue, written by the same script as the transition, so no state
 change can lack its event. A global ``events(after)`` merges the queues' streams and only

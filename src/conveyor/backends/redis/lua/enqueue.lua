@@ -1,16 +1,24 @@
 -- enqueue: store a batch of new jobs of one queue, all or none. A job whose dedup key is
 -- held, or whose id exists, is not stored: the existing job is returned instead.
 -- New jobs get a "waiting" or "delayed" event and wake idle workers.
+-- On one server the script also indexes the ids (keyspace.py) and registers the queue, so
+-- an enqueue is one round trip; on Cluster those keys live in other slots and the caller
+-- has indexed the ids before the call.
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
+-- KEYS[14]     when indexing here: the set of queue names
+-- KEYS[15..]   when indexing here: the id index shards the jobs' ids fall in
 -- ARGV[1]      events kept per queue (XADD MAXLEN ~)
 -- ARGV[2]      queue name
--- ARGV[3..]    13 values per job: id, task, args JSON, kwargs JSON, priority, dedup key
+-- ARGV[3]      '1': index the ids here; '0': the caller did
+-- ARGV[4..]    14 values per job: id, task, args JSON, kwargs JSON, priority, dedup key
 --              ('' = none), delay_ms, run_at_ms ('' = none), max_attempts, max_stalls,
---              timeout seconds ('' = none), backoff JSON ('' = none), meta JSON
--- Returns one entry per job: {1, created_at, scheduled_at, state} when stored, or
--- {0, <the existing job's fields as HGETALL>}.
+--              timeout seconds ('' = none), backoff JSON ('' = none), meta JSON, and the
+--              KEYS position of its id's index shard ('' when not indexing here)
+-- Returns one entry per job: {1, created_at, scheduled_at, state} when stored,
+-- {0, <the existing job's fields as HGETALL>} when a job with its key or id exists here,
+-- or {2, queue} when its id is indexed to another queue (nothing stored for it).
 
 --- @include "clock"
 --- @include "queue"
@@ -19,6 +27,7 @@
 local now = now_ms()
 local t = int(now)
 local queue = ARGV[2]
+local indexing = ARGV[3] == '1'
 local out = {}
 local meta = redis.call('HMGET', META, 'seq', 'ev')
 local seq = tonumber(meta[1] or 0)
@@ -26,18 +35,35 @@ events_prime(meta[2])
 local listed, waiting, delayed, keys = {}, {}, {}, {}
 local held = {}  -- dedup keys taken earlier in this same call
 
-for a = 3, #ARGV, 13 do
+-- Claim the id for this queue: nil when it is free here, else the reply for the caller.
+local function taken(id, shard)
+  if not indexing then
+    if redis.call('EXISTS', job_key(id)) == 1 then
+      return {0, redis.call('HGETALL', job_key(id))}
+    end
+    return nil
+  end
+  local index = KEYS[tonumber(shard)]
+  if redis.call('HSETNX', index, id, queue) == 1 then return nil end
+  local owner = redis.call('HGET', index, id)
+  if owner ~= queue then return {2, owner} end
+  local existing = redis.call('HGETALL', job_key(id))
+  if #existing > 0 then return {0, existing} end
+  return nil  -- indexed here but removed: the id is free again
+end
+
+for a = 4, #ARGV, 14 do
   local id, key = ARGV[a], ARGV[a + 5]
-  local existing = nil
+  local reply = nil
   if key ~= '' then
     local holder = held[key] or redis.call('HGET', DEDUP, key)
     if holder and (held[key] or redis.call('EXISTS', job_key(holder)) == 1) then
-      existing = holder
+      reply = {0, redis.call('HGETALL', job_key(holder))}
     end
   end
-  if not existing and redis.call('EXISTS', job_key(id)) == 1 then existing = id end
-  if existing then
-    out[#out + 1] = {0, redis.call('HGETALL', job_key(existing))}
+  if not reply then reply = taken(id, ARGV[a + 13]) end
+  if reply then
+    out[#out + 1] = reply
   else
     seq = seq + 1
     local due = now + tonumber(ARGV[a + 6])
@@ -45,20 +71,27 @@ for a = 3, #ARGV, 13 do
     if due < 0 then due = 0 end
     local state = 'waiting'
     if due > now then state = 'delayed' end
-    local jk = job_key(id)
-    redis.call('HSET', jk, 'id', id, 'queue', queue, 'task', ARGV[a + 1],
-               'args', ARGV[a + 2], 'kwargs', ARGV[a + 3], 'state', state,
-               'priority', ARGV[a + 4], 'max_attempts', ARGV[a + 8],
-               'max_stalls', ARGV[a + 9], 'meta', ARGV[a + 12], 'created_at', t,
-               'scheduled_at', int(due), 'seq', seq, 'ev', emit_state(now, id, state, 0))
+    local h = {'id', id, 'queue', queue, 'task', ARGV[a + 1], 'args', ARGV[a + 2],
+               'kwargs', ARGV[a + 3], 'state', state, 'priority', ARGV[a + 4],
+               'max_attempts', ARGV[a + 8], 'max_stalls', ARGV[a + 9], 'meta', ARGV[a + 12],
+               'created_at', t, 'scheduled_at', int(due), 'seq', seq,
+               'ev', emit_state(now, id, state, 0)}
     if key ~= '' then
-      redis.call('HSET', jk, 'key', key)
+      h[#h + 1] = 'key'
+      h[#h + 1] = key
       held[key] = id
       keys[#keys + 1] = key
       keys[#keys + 1] = id
     end
-    if ARGV[a + 10] ~= '' then redis.call('HSET', jk, 'timeout', ARGV[a + 10]) end
-    if ARGV[a + 11] ~= '' then redis.call('HSET', jk, 'backoff', ARGV[a + 11]) end
+    if ARGV[a + 10] ~= '' then
+      h[#h + 1] = 'timeout'
+      h[#h + 1] = ARGV[a + 10]
+    end
+    if ARGV[a + 11] ~= '' then
+      h[#h + 1] = 'backoff'
+      h[#h + 1] = ARGV[a + 11]
+    end
+    redis.call('HSET', job_key(id), unpack(h))
     listed[#listed + 1] = 0
     listed[#listed + 1] = order_member(now, seq, id)
     if state == 'delayed' then
@@ -72,6 +105,7 @@ for a = 3, #ARGV, 13 do
 end
 
 if #listed > 0 then
+  if indexing then redis.call('SADD', KEYS[14], queue) end
   call_chunked('ZADD', JOBS, listed)
   if #keys > 0 then call_chunked('HSET', DEDUP, keys) end
   if #delayed > 0 then call_chunked('ZADD', DELAYED, delayed) end
@@ -79,8 +113,6 @@ if #listed > 0 then
     call_chunked('ZADD', WAITING, waiting)
     wake(#waiting / 2)
   end
-end
-if #listed > 0 then
   events_done('seq', seq)
 end
 return out
