@@ -6,9 +6,13 @@
     server.start()        # again, same port and dir (AOF replayed if it was on)
     server.stop()
 
+    server.pause()        # SIGSTOP: connections stay open, nothing answers
+    server.resume()       # SIGCONT
+
 Fixtures: `redis_server` (one per session, shared: tests isolate themselves with a key
 prefix) and `fresh_redis` (one per test, for fault tests that kill it). A `RedisCluster`
-of three masters is built with ``redis-cli --cluster create``.
+of three masters is built with ``redis-cli --cluster create``. A `FaultProxy` sits between
+clients and a server to lose one reply on purpose: the command ran, the client never hears.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -70,13 +75,15 @@ def _command(port: int, *args: str, timeout: float = 1.0) -> bytes:
 
 class RedisServer:
     def __init__(self, folder: Path, *, port: int | None = None, appendonly: bool = False,
-                 cluster: bool = False, extra: tuple[str, ...] = ()) -> None:
+                 appendfsync: str = "always", cluster: bool = False,
+                 extra: tuple[str, ...] = ()) -> None:
         if REDIS_SERVER is None:
             pytest.skip("redis-server is not installed")
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or (free_cluster_port() if cluster else free_port())
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.cluster = cluster
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
@@ -90,7 +97,7 @@ class RedisServer:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.folder), "--save", "",
                 "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "always", "--logfile", "redis.log", "--daemonize", "no",
+                "--appendfsync", self.appendfsync, "--logfile", "redis.log", "--daemonize", "no",
                 *self.extra]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -116,13 +123,107 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes; the kernel still accepts connections and data."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
-        self.kill()
+        self.kill()  # SIGKILL ends a stopped process too
+
+    def command(self, *args: str, timeout: float = 5.0) -> bytes:
+        """One inline command on a connection of its own (no redis-py involved)."""
+        return _command(self.port, *args, timeout=timeout)
 
     def cli(self, *args: str) -> str:
         assert REDIS_CLI is not None
         return subprocess.run([REDIS_CLI, "-p", str(self.port), *args], check=True,
                               capture_output=True, text=True, timeout=30).stdout
+
+
+class FaultProxy:
+    """A TCP proxy in front of a redis-server that can lose one reply on purpose.
+
+    `lose_reply_to(marker)`: the next request containing `marker` reaches redis and runs,
+    then its reply is dropped and both sides of that connection are closed, as when a
+    connection dies between a command's execution and its reply. Every other byte is
+    passed through unchanged. `lost` counts the replies lost so far.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._marker: bytes | None = None
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        self.lost = 0
+        threading.Thread(target=self._accept, name="fault-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def lose_reply_to(self, marker: bytes) -> None:
+        with self._lock:
+            self._marker = marker
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in [self._listener, *sockets]:
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            except OSError:
+                if self._closed:
+                    return
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self._sockets += [client, server]
+            doomed = threading.Event()  # set: the reply now coming back must be lost
+            threading.Thread(target=self._requests, args=(client, server, doomed),
+                             daemon=True).start()
+            threading.Thread(target=self._replies, args=(server, client, doomed),
+                             daemon=True).start()
+
+    def _requests(self, client: socket.socket, server: socket.socket,
+                  doomed: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                with self._lock:
+                    if self._marker is not None and self._marker in data:
+                        self._marker = None
+                        doomed.set()
+                server.sendall(data)
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_WR)
+
+    def _replies(self, server: socket.socket, client: socket.socket,
+                 doomed: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                if doomed.is_set():  # the command ran; its caller never learns the outcome
+                    self.lost += 1
+                    break
+                client.sendall(data)
+        for s in (client, server):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
 
 
 class RedisCluster:

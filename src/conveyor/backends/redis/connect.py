@@ -8,22 +8,37 @@ Two clients per backend instance, with deliberate timeouts:
 
 - commands: RESP2 with hiredis (the cheapest replies to decode), ``socket_timeout`` 10 s
   (every script is bounded, so a reply that takes longer means a lost server), and a
-  retry on a dropped connection only (a stale pooled connection after a restart);
+  retry on a dropped connection only (a stale pooled connection after a restart, a
+  ``CLIENT KILL``). A retry re-sends a call whose reply may have been lost after it ran,
+  so every call must be safe to repeat;
 - blocking (wake-ups): no socket timeout, since BLPOP waits by design; the caller bounds
-  each wait with its own deadline and TCP keepalive notices a dead peer.
+  each wait with its own deadline and TCP keepalive notices a dead peer. No retry: a
+  repeated BLPOP could swallow a second wake-up token.
+
+On one server each client has a blocking pool of at most ``MAX_CONNECTIONS`` connections
+(``?max_connections=N`` in the URL overrides it): more concurrent calls wait for a free
+connection (up to ``POOL_TIMEOUT``) instead of failing with "Too many connections". The
+Cluster client keeps a pool per node that cannot wait (past its max it fails the call
+with MaxConnectionsError), so the command client lets at most ``MAX_CONNECTIONS`` calls
+run at once, each using at most one connection per node, and the others wait their turn.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio.retry import Retry  # not redis.retry.Retry: that one never retries a coroutine
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from redis import exceptions as rx
 
@@ -33,6 +48,8 @@ log = logging.getLogger("conveyor.backends.redis")
 
 COMMAND_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+MAX_CONNECTIONS = 50  # per client; Redis runs one command at a time, more do not help
+POOL_TIMEOUT = COMMAND_TIMEOUT  # waiting longer for a free connection means trouble
 DEFAULT_EVENTS_MAX_LEN = 1_000_000
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -78,9 +95,17 @@ def _options(blocking: bool) -> dict[str, Any]:
     }
 
 
+def _client(url: str, blocking: bool) -> Redis:
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS,
+        # a wake-up wait is bounded by its caller's own deadline
+        timeout=None if blocking else POOL_TIMEOUT, **_options(blocking))
+    return Redis.from_pool(pool)
+
+
 async def connect(settings: Settings, check: bool = True) -> tuple[Any, Any, bool]:
     """(command client, blocking client, is_cluster); `check`: warn about durability."""
-    probe = Redis.from_url(settings.url, **_options(False))
+    probe = _client(settings.url, False)
     try:
         info = await probe.info("cluster")
         cluster = bool(info.get("cluster_enabled"))
@@ -90,12 +115,58 @@ async def connect(settings: Settings, check: bool = True) -> tuple[Any, Any, boo
         await probe.aclose()
         raise
     if not cluster:
-        return probe, Redis.from_url(settings.url, **_options(True)), False
+        return probe, _client(settings.url, True), False
     await probe.aclose()
-    client = RedisCluster.from_url(settings.url, **_options(False))
+    client = BoundedCluster.from_url(settings.url, **_options(False))
     blocking = RedisCluster.from_url(settings.url, **_options(True))
     await client.initialize()
     return client, blocking, True
+
+
+_IN_CALL: ContextVar[bool] = ContextVar("conveyor_redis_cluster_call", default=False)
+
+
+class BoundedCluster(RedisCluster):
+    """A Cluster client that runs at most `MAX_CONNECTIONS` calls (commands or pipelines)
+    at a time: redis-py's per-node pools (100 connections) fail a call past their max
+    instead of waiting for a free connection. A call made inside a call (a pipeline
+    re-sending a redirected command) runs on its parent's turn, so it cannot deadlock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if _IN_CALL.get():
+            yield
+            return
+        async with self.calls:
+            token = _IN_CALL.set(True)
+            try:
+                yield
+            finally:
+                _IN_CALL.reset(token)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None,
+                 shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # raises, as redis-py does
+        # redis-py's typing marks an attribute abstract that ClusterPipeline never sets
+        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _BoundedPipeline(ClusterPipeline):
+    cluster_client: BoundedCluster
+
+    async def execute(self, raise_on_error: bool = True,
+                      allow_redirections: bool = True) -> list[Any]:
+        async with self.cluster_client.turn():
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 async def check_durability(client: Redis) -> None:
