@@ -148,10 +148,10 @@ class RedisServer:
 class FaultProxy:
     """A TCP proxy in front of a redis-server that can lose one reply on purpose.
 
-    `lose_reply_to(marker)`: the next request containing `marker` reaches redis and runs,
-    then its reply is dropped and both sides of that connection are closed, as when a
-    connection dies between a command's execution and its reply. Every other byte is
-    passed through unchanged. `lost` counts the replies lost so far.
+    `lose_reply_to(marker, times)`: the next `times` requests containing `marker` reach
+    redis and run, then each one's reply is dropped and both sides of its connection are
+    closed, as when a connection dies between a command's execution and its reply. Every
+    other byte is passed through unchanged. `lost` counts the replies lost so far.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -159,6 +159,7 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._marker: bytes | None = None
+        self._times = 0
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._closed = False
@@ -169,9 +170,9 @@ class FaultProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def lose_reply_to(self, marker: bytes) -> None:
+    def lose_reply_to(self, marker: bytes, times: int = 1) -> None:
         with self._lock:
-            self._marker = marker
+            self._marker, self._times = marker, times
 
     def close(self) -> None:
         self._closed = True
@@ -204,8 +205,8 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
                 with self._lock:
-                    if self._marker is not None and self._marker in data:
-                        self._marker = None
+                    if self._times > 0 and self._marker is not None and self._marker in data:
+                        self._times -= 1
                         doomed.set()
                 server.sendall(data)
         with contextlib.suppress(OSError):

@@ -85,7 +85,7 @@ def test_every_script_states_its_keys_and_arguments() -> None:
 # -- keyspace -------------------------------------------------------------------------------
 KEY_PATTERNS = [
     r"\{q:(?P<queue>[^}]+)\}:(job:.+|waiting|delayed|active|completed|failed|cancelled|jobs"
-    r"|keys|tombstones|events|meta|wake)",
+    r"|keys|tombstones|events|meta|wake|meta:claim:.+)",
     r"\{g\}:(queues|workers|worker_started|worker_seen|lock:.+)",
     r"\{i:[0-9a-f]{2}\}:ids",
 ]

@@ -68,6 +68,9 @@ class RedisBackend(Backend):
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._guard: AsyncGenerator[None, None] | None = None
         self._checked = False
+        # (queue, worker id) -> the token prefix of a claim call whose reply never came:
+        # the next call repeats it, so fetch.lua hands over what that call leased
+        self._unanswered: dict[tuple[str, str], str] = {}
 
     # -- plumbing -----------------------------------------------------------------------
     async def _ready(self) -> Any:
@@ -309,6 +312,16 @@ class RedisBackend(Backend):
             args += codec.settlement_args(settle[i])
         return args
 
+    def _token_prefix(self, queue: str, worker_id: str) -> str:
+        """A new token prefix for a claim call, or the prefix of the last one if its reply
+        never came (it may have run): fetch.lua then hands over what that call leased."""
+        return self._unanswered.setdefault((queue, worker_id),
+                                           f"{queue}:{secrets.token_hex(6)}.")
+
+    def _answered(self, queues: Iterable[str], worker_id: str) -> None:
+        for queue in queues:
+            self._unanswered.pop((queue, worker_id), None)
+
     async def fetch(self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int,
                     settle: Sequence[Settlement] = ()) -> Fetched:
         queues = list(dict.fromkeys(queues))
@@ -322,13 +335,14 @@ class RedisBackend(Backend):
             positions = groups.pop(queue, [])
             index = self._queue_script(
                 batch, "fetch", queue, "peek" if peek else "claim", limit, worker_id,
-                lease_ms, f"{queue}:{secrets.token_hex(6)}.",
+                lease_ms, self._token_prefix(queue, worker_id),
                 *self._settle_args(settle, positions))
             calls.append((queue, index, positions))
         others = [(positions, self._queue_script(batch, "settle", queue,
                                                  *self._settle_args(settle, positions)))
                   for queue, positions in groups.items()]
         results = await self._run(batch)
+        self._answered(queues, worker_id)
         for positions, index in others:
             for i, ok in zip(positions, results[index], strict=True):
                 settled[i] = ok == 1
@@ -344,7 +358,8 @@ class RedisBackend(Backend):
             dues.append(due)
             heads += [(float(head[j + 1]), head[j], queue) for j in range(0, len(head), 2)]
         if peek:
-            more, more_dues = await self._claim_split(heads, limit, worker_id, lease_ms)
+            more, more_dues = await self._claim_split(heads, max(limit - len(claims), 0),
+                                                      worker_id, lease_ms)
             claims += more
             dues += more_dues
             claims.sort(key=lambda c: (-c.job.priority, c.job.scheduled_at))
@@ -366,11 +381,12 @@ class RedisBackend(Backend):
         for queue in queues:
             # a queue with no share still gets a call: it passes its wake-up token on
             self._queue_script(batch, "fetch", queue, "claim", share[queue], worker_id,
-                               lease_ms, f"{queue}:{secrets.token_hex(6)}.", 0)
+                               lease_ms, self._token_prefix(queue, worker_id), 0)
         claims: list[Claim] = []
         dues: list[int] = []
-        for queue, (_, leased, values, due, _, now) in zip(queues, await self._run(batch),
-                                                           strict=True):
+        results = await self._run(batch)
+        self._answered(queues, worker_id)
+        for queue, (_, leased, values, due, _, now) in zip(queues, results, strict=True):
             claims += [codec.claim(queue, worker_id, now, lease, v)
                        for lease, v in zip(leased, values, strict=True)]
             dues.append(due)

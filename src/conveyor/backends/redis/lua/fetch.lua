@@ -19,6 +19,10 @@
 --          job is due (-1: none), peek: {score, member, ...}, now}
 -- Wake-ups: a queue left empty drops its stale tokens; a full claim that leaves work
 -- behind passes a token on, so the next idle worker wakes without polling.
+-- Lost replies: a worker's last claim is kept for one lease in "<meta key>:claim:<worker>"
+-- (same slot); a call with the same token prefix (redis-py's retry after a dropped
+-- connection, or the backend's next fetch after a failed one) gets those jobs again, in
+-- either mode, instead of leasing more and leaving them to nobody until the lease expires.
 
 --- @include "clock"
 --- @include "queue"
@@ -50,14 +54,33 @@ end
 
 local paused = meta[1] == '1'
 local claims, claimed, peek = {}, {}, {}
+local CLAIMED = META .. ':claim:' .. ARGV[4]
+local last = redis.call('GET', CLAIMED)
+if last then
+  local record = cjson.decode(last)  -- {token prefix, id, token, id, token, ...}
+  if record[1] == ARGV[6] then
+    local deadline = int(now + tonumber(ARGV[5]))
+    for r = 2, #record, 2 do
+      local id, token = record[r], record[r + 1]
+      local jk = job_key(id)
+      local held = redis.call('HMGET', jk, 'state', 'token')
+      if held[1] == 'active' and held[2] == token then
+        local f = redis.call('HMGET', jk, unpack(CLAIM_FIELDS))
+        redis.call('ZADD', ACTIVE, deadline, id)
+        claims[#claims + 1] = {id, num(f[2]), token}
+        claimed[#claimed + 1] = f
+      end
+    end
+  end
+end
 if paused then
   redis.call('DEL', WAKE)
 elseif mode == 'peek' then
   if limit > 0 then
     peek = redis.call('ZRANGE', WAITING, 0, limit - 1, 'WITHSCORES')
   end
-elseif limit > 0 then
-  local popped = redis.call('ZPOPMIN', WAITING, limit)
+elseif limit > #claims then
+  local popped = redis.call('ZPOPMIN', WAITING, limit - #claims)
   local deadline = now + tonumber(ARGV[5])
   local leases = {}
   local t = int(now)
@@ -78,6 +101,14 @@ elseif limit > 0 then
     end
   end
   call_chunked('ZADD', ACTIVE, leases)
+end
+if mode == 'claim' and #claims > 0 then
+  local record = {ARGV[6]}
+  for _, c in ipairs(claims) do
+    record[#record + 1] = c[1]
+    record[#record + 1] = c[3]
+  end
+  redis.call('SET', CLAIMED, cjson.encode(record), 'PX', ARGV[5])
 end
 
 if mode == 'claim' and not paused then
