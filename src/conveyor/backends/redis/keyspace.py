@@ -5,10 +5,13 @@ carries a hash tag ``{...}`` so that the keys one script touches share one Clust
 
 Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)::
 
-    P:{q:Q}:job:<id>     hash    one job: id queue task args kwargs state priority key
-                                 attempt max_attempts stalls max_stalls timeout backoff meta
-                                 progress result errors logs created_at scheduled_at
-                                 started_at finished_at worker cancel_requested, and
+    P:{q:Q}:job:<id>     hash    one job: id queue task state priority key attempt stalls
+                                 max_stalls progress result errors logs created_at
+                                 scheduled_at started_at finished_at worker
+                                 cancel_requested; call (JSON [args, kwargs]) and opts
+                                 (JSON [max_attempts, timeout, backoff, meta]): what only
+                                 Python reads travels as two values, since every field
+                                 makes each HSET/HMGET of a small (listpack) hash dearer;
                                  token (the lease's; '' once settled), log_count (lines
                                  kept), seq (enqueue order), ev (its latest event id).
                                  An absent field is None; absent counters and lists are

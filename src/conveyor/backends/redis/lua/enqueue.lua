@@ -12,10 +12,10 @@
 -- ARGV[1]      events kept per queue (XADD MAXLEN ~)
 -- ARGV[2]      queue name
 -- ARGV[3]      '1': index the ids here; '0': the caller did
--- ARGV[4..]    14 values per job: id, task, args JSON, kwargs JSON, priority, dedup key
---              ('' = none), delay_ms, run_at_ms ('' = none), max_attempts, max_stalls,
---              timeout seconds ('' = none), backoff JSON ('' = none), meta JSON, and the
---              KEYS position of its id's index shard ('' when not indexing here)
+-- ARGV[4..]    10 values per job: id, task, call JSON ([args, kwargs]), opts JSON
+--              ([max_attempts, timeout, backoff, meta]), priority, dedup key ('' = none),
+--              delay_ms, run_at_ms ('' = none), max_stalls, and the KEYS position of its
+--              id's index shard ('' when not indexing here)
 -- Returns one entry per job: {1, created_at, scheduled_at, state} when stored,
 -- {0, <the existing job's fields as HGETALL>} when a job with its key or id exists here,
 -- or {2, queue} when its id is indexed to another queue (nothing stored for it).
@@ -52,7 +52,7 @@ local function taken(id, shard)
   return nil  -- indexed here but removed: the id is free again
 end
 
-for a = 4, #ARGV, 14 do
+for a = 4, #ARGV, 10 do
   local id, key = ARGV[a], ARGV[a + 5]
   local reply = nil
   if key ~= '' then
@@ -61,7 +61,7 @@ for a = 4, #ARGV, 14 do
       reply = {0, redis.call('HGETALL', job_key(holder))}
     end
   end
-  if not reply then reply = taken(id, ARGV[a + 13]) end
+  if not reply then reply = taken(id, ARGV[a + 9]) end
   if reply then
     out[#out + 1] = reply
   else
@@ -71,11 +71,10 @@ for a = 4, #ARGV, 14 do
     if due < 0 then due = 0 end
     local state = 'waiting'
     if due > now then state = 'delayed' end
-    local h = {'id', id, 'queue', queue, 'task', ARGV[a + 1], 'args', ARGV[a + 2],
-               'kwargs', ARGV[a + 3], 'state', state, 'priority', ARGV[a + 4],
-               'max_attempts', ARGV[a + 8], 'max_stalls', ARGV[a + 9], 'meta', ARGV[a + 12],
-               'created_at', t, 'scheduled_at', int(due), 'seq', seq,
-               'ev', emit_state(now, id, state, 0)}
+    local h = {'id', id, 'queue', queue, 'task', ARGV[a + 1], 'call', ARGV[a + 2],
+               'opts', ARGV[a + 3], 'state', state, 'priority', ARGV[a + 4],
+               'max_stalls', ARGV[a + 8], 'created_at', t, 'scheduled_at', int(due),
+               'seq', int(seq), 'ev', emit_state(now, id, state, '0')}
     if key ~= '' then
       h[#h + 1] = 'key'
       h[#h + 1] = key
@@ -83,16 +82,8 @@ for a = 4, #ARGV, 14 do
       keys[#keys + 1] = key
       keys[#keys + 1] = id
     end
-    if ARGV[a + 10] ~= '' then
-      h[#h + 1] = 'timeout'
-      h[#h + 1] = ARGV[a + 10]
-    end
-    if ARGV[a + 11] ~= '' then
-      h[#h + 1] = 'backoff'
-      h[#h + 1] = ARGV[a + 11]
-    end
     redis.call('HSET', job_key(id), unpack(h))
-    listed[#listed + 1] = 0
+    listed[#listed + 1] = '0'
     listed[#listed + 1] = order_member(now, seq, id)
     if state == 'delayed' then
       delayed[#delayed + 1] = int(due)
@@ -113,6 +104,6 @@ if #listed > 0 then
     call_chunked('ZADD', WAITING, waiting)
     wake(#waiting / 2)
   end
-  events_done('seq', seq)
+  events_done('seq', int(seq))
 end
 return out

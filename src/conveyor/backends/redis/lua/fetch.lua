@@ -11,7 +11,7 @@
 -- ARGV[3]      limit: how many jobs to claim (claim) or to show (peek)
 -- ARGV[4]      worker id
 -- ARGV[5]      lease length in ms
--- ARGV[6]      token prefix "<queue>:<random>."; claim i gets the token prefix .. i
+-- ARGV[6]      token prefix "<queue>:<random>."; a claim's token is the prefix .. job id
 -- ARGV[7]      number of settlements that follow
 -- ARGV[8..]    settlements, six values each (see includes/settle.lua)
 -- Returns {settled flags (1/0), claims: {id, attempt, token} per claim, claimed jobs:
@@ -81,7 +81,7 @@ elseif mode == 'peek' then
   end
 elseif limit > #claims then
   local popped = redis.call('ZPOPMIN', WAITING, limit - #claims)
-  local deadline = now + tonumber(ARGV[5])
+  local deadline = int(now + tonumber(ARGV[5]))
   local leases = {}
   local t = int(now)
   for i = 1, #popped, 2 do
@@ -90,10 +90,11 @@ elseif limit > #claims then
     local f = redis.call('HMGET', jk, unpack(CLAIM_FIELDS))
     if f[1] == 'waiting' then
       local attempt = num(f[2]) + 1
-      local token = ARGV[6] .. ((i + 1) / 2)
-      redis.call('HSET', jk, 'state', 'active', 'attempt', attempt, 'worker', ARGV[4],
+      local attempt_text = int(attempt)
+      local token = ARGV[6] .. id
+      redis.call('HSET', jk, 'state', 'active', 'attempt', attempt_text, 'worker', ARGV[4],
                  'started_at', t, 'token', token,
-                 'ev', emit_state(now, id, 'active', attempt))
+                 'ev', emit_state(now, id, 'active', attempt_text))
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       claims[#claims + 1] = {id, attempt, token}

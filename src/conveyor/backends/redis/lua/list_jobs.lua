@@ -33,8 +33,8 @@ local function passes(id, jk)
   local f = redis.call('HMGET', jk, 'state', 'task')
   local ok = f[1] and (not states or states[f[1]]) and (task == '' or f[2] == task)
   if ok and search ~= '' and id ~= search then
-    local t = redis.call('HMGET', jk, 'args', 'kwargs', 'errors')
-    ok = contains(f[2]) or contains(t[1]) or contains(t[2]) or contains(t[3])
+    local t = redis.call('HMGET', jk, 'call', 'errors')
+    ok = contains(f[2]) or contains(t[1]) or contains(t[2])
   end
   return ok
 end

@@ -6,6 +6,7 @@
 -- A script that reads the queue's meta hash anyway passes its "ev" to events_prime().
 local events_last = false
 local events_primed, events_prime_value = false, nil
+local events_at, events_at_text = nil, nil  -- the last `now` and its text, formatted once
 
 local function events_prime(last)
   events_primed, events_prime_value = true, last
@@ -23,13 +24,15 @@ local function emit(now, id, kind, data)
   end
   events_last = events_last + 1
   local eid = int(events_last)
+  if now ~= events_at then events_at, events_at_text = now, int(now) end
   redis.call('XADD', EVENTS, 'MAXLEN', '~', ARGV[1], eid .. '-0',
-             'j', id, 'k', kind, 'd', data, 'a', int(now))
+             'j', id, 'k', kind, 'd', data, 'a', events_at_text)
   return eid
 end
 
 -- A state change; returns the event id, which the caller stores as the job's "ev" (its
--- latest event, the upper end of a scan for one job's events).
+-- latest event, the upper end of a scan for one job's events). `attempt` is best passed
+-- as text: formatting a Lua number costs Redis a printf.
 local function emit_state(now, id, state, attempt, error_summary)
   local data
   if error_summary then

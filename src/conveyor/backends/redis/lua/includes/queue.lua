@@ -17,9 +17,9 @@ end
 -- What a claim reads of a job, in this order (codec.CLAIM_FIELDS must match): its state
 -- and attempt before the claim, then what the worker cannot know already (the rest is
 -- its queue, its own id, the new lease, or empty at a claim).
-local CLAIM_FIELDS = {'state', 'attempt', 'task', 'args', 'kwargs', 'priority', 'key',
-                      'max_attempts', 'max_stalls', 'timeout', 'backoff', 'meta', 'stalls',
-                      'progress', 'errors', 'logs', 'created_at', 'scheduled_at'}
+local CLAIM_FIELDS = {'state', 'attempt', 'task', 'call', 'opts', 'priority', 'key',
+                      'max_stalls', 'stalls', 'progress', 'errors', 'logs', 'created_at',
+                      'scheduled_at'}
 
 -- "<time:13><seq:12>:<id>": members of the waiting and jobs sets; equal scores sort by it.
 local function order_member(t, seq, id)

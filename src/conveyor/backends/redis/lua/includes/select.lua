@@ -30,9 +30,9 @@ local function selected(id, allowed)
   if F_STATES and not F_STATES[f[1]] then return nil end
   if F_TASK ~= '' and f[2] ~= F_TASK then return nil end
   if F_SEARCH ~= '' and id ~= F_SEARCH then
-    local t = redis.call('HMGET', jk, 'args', 'kwargs', 'errors')
+    local t = redis.call('HMGET', jk, 'call', 'errors')
     if not (contains(f[2], F_SEARCH_LOWER) or contains(t[1], F_SEARCH_LOWER)
-            or contains(t[2], F_SEARCH_LOWER) or contains(t[3], F_SEARCH_LOWER)) then
+            or contains(t[2], F_SEARCH_LOWER)) then
       return nil
     end
   end

@@ -13,7 +13,7 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
   if cur[1] ~= 'active' or cur[2] ~= token then
     return 0
   end
-  local attempt = num(cur[3])
+  local attempt = cur[3] or '0'  -- text: an event needs no number formatting
   local t = int(now)
   settle_left[#settle_left + 1] = id
   if outcome == 'completed' then
@@ -64,7 +64,7 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
     s[#s + 1] = t
     s[#s + 1] = id
   else -- released: waiting again at its old place, the attempt not charged
-    attempt = attempt - 1
+    attempt = int(num(cur[3]) - 1)
     local eid = emit_state(now, id, 'waiting', attempt)
     redis.call('HSET', jk, 'state', 'waiting', 'attempt', attempt, 'token', '', 'ev', eid)
     redis.call('HDEL', jk, 'worker', 'started_at')
