@@ -338,6 +338,10 @@ class Bench:
                     proc.check_alive()
                     if time.monotonic() - spawned > timeout:
                         left = s.call("remaining")
+                        if left == 0:
+                            raise PhaseError(f"every job settled but the probe in the worker "
+                                             f"did not count {jobs} runs in {timeout:g} s "
+                                             "(jobs run in other processes?)")
                         raise PhaseError(f"{left} of {jobs} jobs unfinished after {timeout:g} s")
                 seen_done = time.monotonic()
                 while (left := s.call("remaining")) > 0:

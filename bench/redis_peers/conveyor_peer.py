@@ -30,7 +30,7 @@ async def stamp(i: int) -> None:
     probe.stamp(i)
 
 
-VARIANTS = {"c100": 100, "c50": 50, "c200": 200}
+VARIANTS = {"c100": 100, "c50": 50, "c200": 200, "c500": 500}
 
 
 class Peer:

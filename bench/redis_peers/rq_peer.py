@@ -1,9 +1,11 @@
 """RQ, as the benchmark drives every system (session.py).
 
 RQ runs one job at a time per worker process: it has no concurrency inside a process.
-Worker: ``rq worker default -q``, either with ``SimpleWorker`` (the job runs in the worker
-process itself) or RQ's default ``Worker``, which forks a new work horse process per job.
-Results are kept for RQ's default result_ttl (500 s), job hashes as RQ keeps them.
+Worker: ``rq worker default -q -w rq.worker.SimpleWorker``: the job runs in the worker
+process itself. RQ's default ``Worker`` forks a new work horse process per job, which can
+only be slower for no-op jobs (and runs each job in another process, which the probe's
+per-process count cannot follow), so it is not tried. Results are kept for RQ's default
+result_ttl (500 s), job hashes as RQ keeps them.
 """
 
 from __future__ import annotations
@@ -30,10 +32,7 @@ def stamp(i: int) -> None:
     probe.stamp(i)
 
 
-VARIANTS = {
-    "simple": ["-w", "rq.worker.SimpleWorker"],
-    "fork": [],
-}
+VARIANTS = {"simple": ["-w", "rq.worker.SimpleWorker"]}
 
 
 class Peer:
