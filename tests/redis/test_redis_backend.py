@@ -414,3 +414,17 @@ async def test_listing_by_state_reads_small_sets_whole_and_walks_large_ones_the_
     monkeypatch.setattr(reads, "LIST_BUDGET", 7)  # now the queue's 30 jobs are walked
     assert await pages(where) == newest_first
     assert await pages(JobFilter(states=(JobState.FAILED,), search="BOOM")) == newest_first
+
+
+def test_commands_are_packed_by_hiredis_exactly_as_redis_py_would() -> None:
+    from redis.asyncio.connection import Connection
+
+    from conveyor.backends.redis import connect
+
+    ours, theirs = connect._Connection(), Connection()
+    for args in (("EVALSHA", "f" * 40, 2, "k:{q:a}", "k2", "héllo wörld", 1.5, -3, b"\x00\xff"),
+                 ("CONFIG GET", "maxmemory-policy"), (b"SCRIPT LOAD", "return 1"),
+                 ("SET", "x" * 100_000, "")):
+        assert b"".join(ours.pack_command(*args)) == b"".join(theirs.pack_command(*args))
+    pool = connect._client("redis://127.0.0.1:1/0", blocking=False).connection_pool
+    assert pool.connection_class is connect._Connection

@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection
 from redis.asyncio.retry import Retry  # not redis.retry.Retry: that one never retries a coroutine
 from redis.backoff import ExponentialBackoff
 
@@ -95,11 +97,36 @@ def _options(blocking: bool) -> dict[str, Any]:
     }
 
 
+class _HiredisPacking:
+    """Commands packed by hiredis (C) instead of redis-py's asyncio packer (Python, a few
+    string joins per argument): a worker's fetch carries hundreds of arguments."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        if (isinstance(first, str) and " " in first) or (
+                isinstance(first, bytes) and b" " in first):
+            args = (*first.split(), *args[1:])  # "CONFIG GET" from redis-py's own commands
+        return [hiredis.pack_command(args)]
+
+
+class _Connection(_HiredisPacking, Connection):
+    pass
+
+
+class _SSLConnection(_HiredisPacking, SSLConnection):
+    pass
+
+
+_FAST: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _Connection, SSLConnection: _SSLConnection}
+
+
 def _client(url: str, blocking: bool) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url, max_connections=MAX_CONNECTIONS,
         # a wake-up wait is bounded by its caller's own deadline
         timeout=None if blocking else POOL_TIMEOUT, **_options(blocking))
+    pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)
 
 
