@@ -150,7 +150,9 @@ class FaultProxy:
 
     `lose_reply_to(marker, times)`: the next `times` requests containing `marker` reach
     redis and run, then each one's reply is dropped and both sides of its connection are
-    closed, as when a connection dies between a command's execution and its reply. Every
+    closed, as when a connection dies between a command's execution and its reply.
+    `delay(marker, seconds)`: the next request containing `marker` (and whatever follows
+    it on its connection) reaches redis `seconds` late, as on a congested link. Every
     other byte is passed through unchanged. `lost` counts the replies lost so far.
     """
 
@@ -160,6 +162,7 @@ class FaultProxy:
         self.port: int = self._listener.getsockname()[1]
         self._marker: bytes | None = None
         self._times = 0
+        self._slow: tuple[bytes, float] | None = None
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._closed = False
@@ -173,6 +176,10 @@ class FaultProxy:
     def lose_reply_to(self, marker: bytes, times: int = 1) -> None:
         with self._lock:
             self._marker, self._times = marker, times
+
+    def delay(self, marker: bytes, seconds: float) -> None:
+        with self._lock:
+            self._slow = (marker, seconds)
 
     def close(self) -> None:
         self._closed = True
@@ -204,10 +211,14 @@ class FaultProxy:
                   doomed: threading.Event) -> None:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
+                wait = 0.0
                 with self._lock:
                     if self._times > 0 and self._marker is not None and self._marker in data:
                         self._times -= 1
                         doomed.set()
+                    if self._slow is not None and self._slow[0] in data:
+                        wait, self._slow = self._slow[1], None
+                time.sleep(wait)
                 server.sendall(data)
         with contextlib.suppress(OSError):
             server.shutdown(socket.SHUT_WR)

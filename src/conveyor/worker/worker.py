@@ -196,6 +196,7 @@ class Worker:
 
     def _report_refused(self, settle: Sequence[Settlement], done: Sequence[bool]) -> None:
         for s, ok in zip(settle, done, strict=True):
+            self._keeper.drop(s.job_id)  # recorded or refused: the lease has done its work
             if not ok:
                 log.warning("job %s: outcome %s not recorded, the lease was lost (another "
                             "worker took the job over)", s.job_id, s.outcome.value)
@@ -230,6 +231,8 @@ class Worker:
             except Exception as exc:
                 log.error("could not record %d outcome(s) (%s); retrying", len(settle), exc)
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        for s in settle:
+            self._keeper.drop(s.job_id)
         log.error("gave up recording %d outcome(s); their leases will expire and the jobs "
                   "will be rescued", len(settle))
 
@@ -301,9 +304,11 @@ class Worker:
         if running.reporter is not None:
             with contextlib.suppress(Exception):
                 await running.reporter
-        self._keeper.drop(job.id)
         del self._running[job.id]
-        if settlement is not None:
+        if settlement is None:
+            self._keeper.drop(job.id)
+        else:  # the keeper renews the lease until the outcome is recorded: a slow or
+            # failing call must not let the job be rescued and run a second time
             self._settlements.append(settlement)
         self._kick.set()
 
