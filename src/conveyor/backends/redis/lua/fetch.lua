@@ -55,21 +55,18 @@ end
 local paused = meta[1] == '1'
 local claims, claimed, peek = {}, {}, {}
 local CLAIMED = META .. ':claim:' .. ARGV[4]
-local last = redis.call('GET', CLAIMED)
-if last then
-  local record = cjson.decode(last)  -- {token prefix, id, token, id, token, ...}
-  if record[1] == ARGV[6] then
-    local deadline = int(now + tonumber(ARGV[5]))
-    for r = 2, #record, 2 do
-      local id, token = record[r], record[r + 1]
-      local jk = job_key(id)
-      local held = redis.call('HMGET', jk, 'state', 'token')
-      if held[1] == 'active' and held[2] == token then
-        local f = redis.call('HMGET', jk, unpack(CLAIM_FIELDS))
-        redis.call('ZADD', ACTIVE, deadline, id)
-        claims[#claims + 1] = {id, num(f[2]), token}
-        claimed[#claimed + 1] = f
-      end
+local last = redis.call('GET', CLAIMED)  -- "<token prefix>[id, ...]"
+if last and string.sub(last, 1, #ARGV[6]) == ARGV[6] then
+  local deadline = int(now + tonumber(ARGV[5]))
+  for _, id in ipairs(cjson.decode(string.sub(last, #ARGV[6] + 1))) do
+    local token = ARGV[6] .. id
+    local jk = job_key(id)
+    local held = redis.call('HMGET', jk, 'state', 'token')
+    if held[1] == 'active' and held[2] == token then
+      local f = redis.call('HMGET', jk, unpack(CLAIM_FIELDS))
+      redis.call('ZADD', ACTIVE, deadline, id)
+      claims[#claims + 1] = {id, num(f[2]), token}
+      claimed[#claimed + 1] = f
     end
   end
 end
@@ -104,12 +101,9 @@ elseif limit > #claims then
   call_chunked('ZADD', ACTIVE, leases)
 end
 if mode == 'claim' and #claims > 0 then
-  local record = {ARGV[6]}
-  for _, c in ipairs(claims) do
-    record[#record + 1] = c[1]
-    record[#record + 1] = c[3]
-  end
-  redis.call('SET', CLAIMED, cjson.encode(record), 'PX', ARGV[5])
+  local ids = {}
+  for i, c in ipairs(claims) do ids[i] = c[1] end
+  redis.call('SET', CLAIMED, ARGV[6] .. cjson.encode(ids), 'PX', ARGV[5])
 end
 
 if mode == 'claim' and not paused then
