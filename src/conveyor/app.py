@@ -169,7 +169,7 @@ class Conveyor:
             self._opened = True
 
     def open(self) -> None:
-        """Open for sync calls: the backend itself where it can run inline (SQLite), else
+        """Open for sync calls: the backend itself where it can run inline (SQLite, Redis), else
         the private event-loop thread with its own backend (`app.backend` stays for async
         callers and opens on their loop)."""
         with self._open_lock:
@@ -200,8 +200,9 @@ class Conveyor:
     def run_sync(self, call: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run one backend coroutine from synchronous code.
 
-        Backends that can (SQLite) finish it on this thread without an event loop; others
-        run it on a private event loop thread with a backend instance of its own.
+        Backends that can (SQLite inline, Redis with a synchronous client) finish it on
+        this thread without an event loop; others run it on a private event loop thread
+        with a backend instance of its own.
         """
         if self.backend.capabilities.inline_sync:
             token = SYNC_CALL.set(True)

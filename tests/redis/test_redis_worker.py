@@ -1,4 +1,5 @@
-"""The whole system on Redis: the app's sync API (through its private event loop), real
+"""The whole system on Redis: the app's sync API (a synchronous client on the caller's
+thread), real
 workers with their keeper thread, worker processes killed mid-job, and a Redis restart
 under a running worker."""
 
@@ -50,6 +51,28 @@ def test_sync_api_enqueues_reads_and_a_worker_runs_the_job(app: Conveyor,
     assert ledger_counts(ledger) == {job.id: 1}
     [info] = [q for q in app.queues() if q.name == "default"]
     assert info.counts[JobState.COMPLETED] == 1
+
+
+def test_the_sync_api_runs_on_the_callers_threads_without_an_event_loop(
+        app: Conveyor, tmp_path: Path) -> None:
+    ledger = str(tmp_path / "ledger")
+    handles: list[list[str]] = [[] for _ in range(8)]
+
+    def produce(mine: list[str]) -> None:
+        for _ in range(25):
+            mine.append(worker_app.record.enqueue(ledger).id)
+
+    threads = [threading.Thread(target=produce, args=(mine,)) for mine in handles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = {job_id for mine in handles for job_id in mine}
+    assert len(ids) == 200
+    assert all(app.get_job(job_id).state is JobState.WAITING for job_id in list(ids)[:20])
+    assert not [t.name for t in threading.enumerate() if t.name == "conveyor-portal"]
+    [info] = [q for q in app.queues() if q.name == "default"]
+    assert info.counts[JobState.WAITING] == 200
 
 
 def test_the_same_app_works_from_one_event_loop_after_another(app: Conveyor,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -95,6 +96,7 @@ class Worker:
         self._threads = DaemonThreadPool(concurrency)
         self._processes = ProcessPool(process_workers or os.cpu_count() or 2)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._keeper = Keeper(
             app.url, self.info, self._on_lease_status, lease_ms=self.lease_ms,
             interval=heartbeat or min(lease / 3, 1.0), maintenance=maintenance,
@@ -133,6 +135,7 @@ class Worker:
         """Work until stopped (or, with until_idle, until no job of these queues is
         waiting, delayed or running)."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         await self.app.aopen()
         self._keeper.start()
         waker = asyncio.create_task(self._listen())
@@ -238,24 +241,19 @@ class Worker:
 
     # -- one job ------------------------------------------------------------------------
     def _start(self, claim: Claim) -> None:
-        running = _Running(claim, JobContext(claim.job, report=lambda k, v: None))
-        running.ctx.report = self._reporter_for(running)
+        running = _Running(claim, JobContext(claim.job, report=_no_report))
+        running.ctx.report = functools.partial(self._report, running)
         self._running[claim.job.id] = running
         self._keeper.hold(claim.lease)
         running.task = asyncio.create_task(self._run(running))
 
-    def _reporter_for(self, running: _Running) -> Any:
-        loop = self._loop
-        assert loop is not None
-        loop_thread = threading.get_ident()
-
-        def report(kind: str, value: Any) -> None:
-            if threading.get_ident() == loop_thread:
-                self._queue_report(running, kind, value)
-            else:
-                loop.call_soon_threadsafe(self._queue_report, running, kind, value)
-
-        return report
+    def _report(self, running: _Running, kind: str, value: Any) -> None:
+        """A task's progress or log line, from the loop or from a task's thread."""
+        if threading.get_ident() == self._loop_thread:
+            self._queue_report(running, kind, value)
+        else:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._queue_report, running, kind, value)
 
     def _queue_report(self, running: _Running, kind: str, value: Any) -> None:
         if kind == "progress" and running.reports and running.reports[-1][0] == "progress":
@@ -423,6 +421,10 @@ def _encode(result: Any) -> str:
     except TypeError as exc:
         raise TaskError({"type": "ResultNotJSON", "message": f"the result is not JSON: {exc}",
                          "traceback": None}, False) from None
+
+
+def _no_report(kind: str, value: Any) -> None:
+    """Placeholder until the job's reporter is bound."""
 
 
 def _type_name(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import threading
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from ...errors import InvalidRequestError
 from ...jobs import Event, Job, JobState
 from ...serialization import dumps
 from ..base import (
+    SYNC_CALL,
     Backend,
     Capabilities,
     Claim,
@@ -42,9 +44,9 @@ from ..base import (
     WorkerInfo,
 )
 from . import codec, reads
-from .connect import connect, parse_url
+from .connect import connect, connect_blocking, parse_url
 from .keyspace import Keyspace, queue_of_token
-from .scripts import SCRIPTS, Batch, backend_error, run
+from .scripts import SCRIPTS, Batch, backend_error, run, run_blocking
 from .wakeup import Waker
 
 RESCUE_BATCH = 1000
@@ -53,8 +55,10 @@ _LEASE_STATUS = {0: LeaseStatus.LOST, 1: LeaseStatus.HELD, 2: LeaseStatus.CANCEL
 
 
 class RedisBackend(Backend):
+    # inline_sync: while SYNC_CALL is set (the app's sync API) calls go through a
+    # synchronous client on the caller's thread, so no coroutine here suspends
     capabilities = Capabilities(multi_process=True, multi_host=True, blocking_wakeup=True,
-                                inline_sync=False)
+                                inline_sync=True)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -68,6 +72,8 @@ class RedisBackend(Backend):
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._guard: AsyncGenerator[None, None] | None = None
         self._checked = False
+        self._sync_client: Any = None  # the sync API's client (any thread), on first use
+        self._sync_lock = threading.Lock()
         # (queue, worker id) -> the token prefix of a claim call whose reply never came:
         # the next call repeats it, so fetch.lua hands over what that call leased
         self._unanswered: dict[tuple[str, str], str] = {}
@@ -134,7 +140,39 @@ class RedisBackend(Backend):
                 await c.aclose()
 
     async def _run(self, batch: Batch) -> list[Any]:
+        if SYNC_CALL.get():
+            return run_blocking(self._sync(), batch)
         return await run(await self._ready(), batch)
+
+    async def _connected(self) -> None:
+        """Connected in the caller's mode (which also tells whether this is a Cluster)."""
+        if SYNC_CALL.get():
+            self._sync()
+        else:
+            await self._ready()
+
+    def _sync(self) -> Any:
+        """The synchronous client of the sync API, connecting on first use."""
+        client = self._sync_client
+        if client is not None:
+            return client
+        with self._sync_lock:
+            if self._sync_client is None:
+                try:
+                    client, cluster = connect_blocking(self.settings, check=not self._checked)
+                except rx.RedisError as exc:
+                    raise backend_error(exc) from exc
+                if not cluster:  # compile every script now, as _connect does
+                    batch = Batch()
+                    for script in SCRIPTS.values():
+                        batch.command("SCRIPT", "LOAD", script.text)
+                    try:
+                        run_blocking(client, batch)
+                    except BaseException:
+                        client.close()
+                        raise
+                self._checked, self.cluster, self._sync_client = True, cluster, client
+            return self._sync_client
 
     def _queue_script(self, batch: Batch, name: str, queue: str, *args: Any) -> int:
         """Add a call of a queue script: KEYS are the queue's, ARGV[1] the events cap."""
@@ -165,9 +203,15 @@ class RedisBackend(Backend):
 
     # -- life ---------------------------------------------------------------------------
     async def open(self) -> None:
-        await self._ready()
+        await self._connected()
 
     async def close(self) -> None:
+        with self._sync_lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+        if SYNC_CALL.get():
+            return  # the async side belongs to its event loop
         await self._disconnect()
         guard, self._guard = self._guard, None
         if guard is not None:
@@ -186,7 +230,7 @@ class RedisBackend(Backend):
             return []
         for new in jobs:
             self.keys.queue(new.queue)  # refuse a bad queue name before writing anything
-        await self._ready()  # tells whether this is a Cluster
+        await self._connected()
         if self.cluster:
             return await self._enqueue_cluster(jobs)
         out: list[Enqueued | None] = [None] * len(jobs)

@@ -41,7 +41,9 @@ from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection
 from redis.asyncio.retry import Retry  # not redis.retry.Retry: that one never retries a coroutine
 from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as SyncRetry
 
+import redis
 from redis import exceptions as rx
 
 from ...errors import ConfigurationError
@@ -204,18 +206,61 @@ async def check_durability(client: Redis) -> None:
     except rx.ResponseError as exc:  # INFO renamed or restricted: say so, carry on
         log.warning("could not check redis durability settings: %s", exc)
         return
+    try:
+        save: str | None = (await client.config_get("save")).get("save", "")
+    except rx.ResponseError:
+        save = None
+    _warn_durability(memory, persistence, save)
+
+
+def check_durability_blocking(client: redis.Redis) -> None:
+    """`check_durability` with a synchronous client."""
+    try:
+        memory = client.info("memory")
+        persistence = client.info("persistence")
+    except rx.ResponseError as exc:
+        log.warning("could not check redis durability settings: %s", exc)
+        return
+    try:
+        save: str | None = client.config_get("save").get("save", "")
+    except rx.ResponseError:
+        save = None
+    _warn_durability(memory, persistence, save)
+
+
+def _warn_durability(memory: dict[str, Any], persistence: dict[str, Any],
+                     save: str | None) -> None:
+    """`save` is the server's RDB schedule, None when CONFIG is disabled (managed redis:
+    assume the provider snapshots)."""
     policy = memory.get("maxmemory_policy")
     if policy is not None and policy != "noeviction":
         log.warning("redis maxmemory-policy is %r: under memory pressure redis will delete "
                     "keys, including jobs. Set maxmemory-policy noeviction for conveyor.",
                     policy)
     aof = bool(persistence.get("aof_enabled"))
-    rdb = False
-    try:
-        save = (await client.config_get("save")).get("save", "")
-        rdb = bool(str(save).strip())
-    except rx.ResponseError:
-        rdb = True  # CONFIG is disabled (managed redis): assume the provider snapshots
+    rdb = save is None or bool(str(save).strip())
     if not aof and not rdb:
         log.warning("redis has neither AOF nor RDB persistence: a restart of redis loses "
                     "every job. Turn on appendonly yes (appendfsync everysec or always).")
+
+
+def connect_blocking(settings: Settings, check: bool = True) -> tuple[Any, bool]:
+    """(synchronous command client, is_cluster), for the app's sync API: a call costs one
+    round trip on the caller's thread, with no event loop in between. Thread-safe."""
+    options = {**_options(False),
+               "retry": SyncRetry(ExponentialBackoff(cap=0.5, base=0.02), 3,
+                                  supported_errors=(rx.ConnectionError,))}
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.url, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT, **options)
+    client = redis.Redis.from_pool(pool)
+    try:
+        cluster = bool(client.info("cluster").get("cluster_enabled"))
+        if check:
+            check_durability_blocking(client)
+    except BaseException:
+        client.close()
+        raise
+    if not cluster:
+        return client, False
+    client.close()
+    return redis.RedisCluster.from_url(settings.url, **options), True

@@ -95,18 +95,57 @@ async def run(client: Any, batch: Batch) -> list[Any]:
             for command in batch.commands:
                 pipe.execute_command(*command)
             results = await pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(results) if isinstance(r, rx.NoScriptError)]
-        if missing:
-            again = Batch()
-            for i in missing:
-                script = batch.scripts[i]
-                assert script is not None
-                again.commands.append(("EVAL", script.text, *batch.commands[i][2:]))
-                again.scripts.append(None)
-            for i, result in zip(missing, await run(client, again), strict=True):
-                results[i] = result
+        again = _unknown_scripts(batch, results)
+        if again is not None:
+            _fill(results, again, await run(client, again[1]))
     except rx.RedisError as exc:
         raise backend_error(exc) from exc
+    return _checked(results)
+
+
+def run_blocking(client: Any, batch: Batch) -> list[Any]:
+    """`run` with a synchronous redis-py client, for the app's sync API."""
+    if not batch.commands:
+        return []
+    try:
+        if len(batch.commands) == 1:
+            try:
+                results = [client.execute_command(*batch.commands[0])]
+            except rx.NoScriptError as exc:
+                results = [exc]
+        else:
+            pipe = client.pipeline(transaction=False)
+            for command in batch.commands:
+                pipe.execute_command(*command)
+            results = pipe.execute(raise_on_error=False)
+        again = _unknown_scripts(batch, results)
+        if again is not None:
+            _fill(results, again, run_blocking(client, again[1]))
+    except rx.RedisError as exc:
+        raise backend_error(exc) from exc
+    return _checked(results)
+
+
+def _unknown_scripts(batch: Batch, results: list[Any]) -> tuple[list[int], Batch] | None:
+    """The calls the server answered NOSCRIPT, as EVALs of the script's text."""
+    missing = [i for i, r in enumerate(results) if isinstance(r, rx.NoScriptError)]
+    if not missing:
+        return None
+    again = Batch()
+    for i in missing:
+        script = batch.scripts[i]
+        assert script is not None
+        again.commands.append(("EVAL", script.text, *batch.commands[i][2:]))
+        again.scripts.append(None)
+    return missing, again
+
+
+def _fill(results: list[Any], again: tuple[list[int], Batch], answers: list[Any]) -> None:
+    for i, result in zip(again[0], answers, strict=True):
+        results[i] = result
+
+
+def _checked(results: list[Any]) -> list[Any]:
     for result in results:
         if isinstance(result, Exception):
             raise backend_error(result) from result
