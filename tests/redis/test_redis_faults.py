@@ -273,10 +273,14 @@ async def _ran(ledger: Path, ids: list[str]) -> bool:
 @pytest.mark.slow
 async def test_5000_jobs_run_exactly_once_while_connections_are_killed(
         tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
-    """Every 0.2 s `CLIENT KILL TYPE normal` drops every client connection (the worker's
+    """Every 0.1 s `CLIENT KILL TYPE normal` drops every client connection (the worker's
     commands, its blocking wake-up wait, its keeper's heartbeat, the producer's) while
     5,000 jobs are enqueued and run. Leases (5 s) outlive each kill, so nothing may be
-    rescued: every job completes exactly once, never stalls, and every enqueue returns."""
+    rescued: every job completes exactly once, never stalls, and every enqueue returns.
+    A kill that lands between a fetch's execution and its reply happens in most runs
+    (the worker then logs the outcomes that call recorded as refused); without fetch.lua
+    handing the lost claim over, its jobs stall (checked: 3 runs of 4 failed so).
+    """
     server = RedisServer(tmp_path / "redis").start()  # its own server: it kills every client
     url = unique_url(server)
     ledger = tmp_path / "ledger"
@@ -284,7 +288,7 @@ async def test_5000_jobs_run_exactly_once_while_connections_are_killed(
     kills: list[int] = []
 
     def killer() -> None:
-        while not stop.wait(0.2):
+        while not stop.wait(0.1):
             reply = server.command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
             kills.append(int(reply[1:]))  # ":<clients killed>"
 
@@ -318,7 +322,7 @@ async def test_5000_jobs_run_exactly_once_while_connections_are_killed(
     assert set(counts) == set(ids) and set(counts.values()) == {1}
     assert {j.state for j in jobs.values()} == {JobState.COMPLETED}
     assert {(j.attempt, j.stalls) for j in jobs.values()} == {(1, 0)}  # no lease lost
-    assert len(kills) >= 10 and sum(kills) > len(kills)  # the faults really happened
+    assert len(kills) >= 20 and sum(kills) > len(kills)  # the faults really happened
     figure(record_property, "outcomes_reported_refused",
            len(re.findall(r"not recorded, the lease was lost", output)))
 
