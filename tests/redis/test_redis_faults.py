@@ -320,6 +320,7 @@ async def test_5000_jobs_run_exactly_once_while_connections_are_killed(
     figure(record_property, "jobs_lost", len(set(ids) - set(counts)))
     figure(record_property, "jobs_run_twice", sum(1 for n in counts.values() if n > 1))
     assert set(counts) == set(ids) and set(counts.values()) == {1}
+    assert set(jobs) == set(ids)
     assert {j.state for j in jobs.values()} == {JobState.COMPLETED}
     assert {(j.attempt, j.stalls) for j in jobs.values()} == {(1, 0)}  # no lease lost
     assert len(kills) >= 20 and sum(kills) > len(kills)  # the faults really happened
