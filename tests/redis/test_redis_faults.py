@@ -325,7 +325,7 @@ async def test_5000_jobs_run_exactly_once_while_connections_are_killed(
     assert {(j.attempt, j.stalls) for j in jobs.values()} == {(1, 0)}  # no lease lost
     assert len(kills) >= 20 and sum(kills) > len(kills)  # the faults really happened
     figure(record_property, "outcomes_reported_refused",
-           len(re.findall(r"not recorded, the lease was lost", output)))
+           len(re.findall(r"refused: the lease is no longer held", output)))
 
 
 async def _done(b: RedisBackend, n: int) -> bool:

@@ -201,8 +201,9 @@ class Worker:
         for s, ok in zip(settle, done, strict=True):
             self._keeper.drop(s.job_id)  # recorded or refused: the lease has done its work
             if not ok:
-                log.warning("job %s: outcome %s not recorded, the lease was lost (another "
-                            "worker took the job over)", s.job_id, s.outcome.value)
+                log.warning("job %s: outcome %s refused: the lease is no longer held (another "
+                            "worker took the job over, or a repeated call whose first reply "
+                            "was lost had recorded it already)", s.job_id, s.outcome.value)
 
     async def _shut_down(self) -> None:
         if self._running and not self._hard_stop:
