@@ -1,5 +1,6 @@
 """A markdown table (one row per system) from one or more results files of redis_run.py,
-for the README: each cell shows the runs' values side by side, "a / b".
+for the README: each cell shows the runs' values side by side, "a / b". The ratio column
+is conveyor ÷ peer with conveyor measured right after that peer (see redis_run.paired).
 
     .venv/bin/python bench/redis_markdown.py bench/results/redis-A.json bench/results/redis-B.json
 """
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from redis_run import LABELS, SYSTEMS, dig, enqueue_part, total
+from redis_run import LABELS, METRICS, SYSTEMS, dig, enqueue_part, total
 
 COLUMNS: list[tuple[str, Any, str]] = [
     ("enqueue 1 at a time /s", lambda s: dig(s, "enqueue", "sync", "per_s")
@@ -19,6 +20,7 @@ COLUMNS: list[tuple[str, Any, str]] = [
     ("bulk enqueue /s", lambda s: "n/a" if dig(s, "bulk", "na") else dig(s, "bulk", "per_s"),
      "rate"),
     ("throughput, 1 process /s", lambda s: dig(s, "throughput", "per_s"), "rate"),
+    ("conveyor ÷ peer, throughput", None, "ratio"),
     ("pickup p50 / p99 ms", None, "pickup"),
     ("worker RSS MiB", lambda s: dig(s, "throughput", "rss_mib_worker_tree"), "mib"),
     ("Redis cmds/job (enqueue + processing)", total("commands_per_job"), "cmds"),
@@ -49,12 +51,16 @@ def main() -> None:
             values = []
             for run in runs:
                 system = run["systems"].get(name, {})
-                if kind == "pickup":
+                if kind == "ratio":
+                    value = run["ratios"].get(METRICS[3].label, {}).get(name)
+                    values.append("" if name == "conveyor" else
+                                  "—" if value is None else f"{value:.1f}x")
+                elif kind == "pickup":
                     p50, p99 = dig(system, "pickup", "p50_ms"), dig(system, "pickup", "p99_ms")
                     values.append("—" if p50 is None else f"{p50:.1f} / {p99:.1f}")
                 else:
                     values.append(cell(get(system), kind))
-            if len(set(values)) == 1 and values[0] in ("n/a", "—"):
+            if len(set(values)) == 1 and values[0] in ("n/a", "—", ""):
                 values = values[:1]
             cells.append(" ; ".join(values) if kind == "pickup" else " / ".join(values))
         enqueue = enqueue_part(runs[0]["systems"].get(name, {})) or {}
