@@ -7,7 +7,7 @@
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
--- KEYS[14]     when indexing here: the set of queue names
+-- KEYS[14]     when indexing here: the set of queue names (joined at a queue's first job)
 -- KEYS[15..]   when indexing here: the id index shards the jobs' ids fall in
 -- ARGV[1]      events kept per queue (XADD MAXLEN ~)
 -- ARGV[2]      queue name
@@ -96,7 +96,7 @@ for a = 4, #ARGV, 10 do
 end
 
 if #listed > 0 then
-  if indexing then redis.call('SADD', KEYS[14], queue) end
+  if indexing and not meta[1] then redis.call('SADD', KEYS[14], queue) end  -- a new queue
   call_chunked('ZADD', JOBS, listed)
   if #keys > 0 then call_chunked('HSET', DEDUP, keys) end
   if #delayed > 0 then call_chunked('ZADD', DELAYED, delayed) end
