@@ -74,6 +74,27 @@ async def test_scripts_are_loaded_again_after_a_script_flush(backend: RedisBacke
     assert fetched.settled == [True] and [c.job.id for c in fetched.claims] == [second.id]
 
 
+def test_the_sync_api_reloads_scripts_after_a_script_flush_too(url: str,
+                                                               raw: redis.Redis) -> None:
+    from conveyor import Conveyor
+
+    app = Conveyor(url)
+    add = app.task(name="add")(lambda: None)
+    try:
+        first = add.enqueue()
+        raw.script_flush()
+        assert raw.script_exists(SCRIPTS["enqueue"].sha) == [False]
+        second = add.enqueue()  # one script call: NOSCRIPT, then EVAL
+        raw.script_flush()
+        both = app.enqueue_many([add.prepare(), add.options(queue="other").prepare()])
+        # ^ two queues: two script calls in one pipeline, both answered NOSCRIPT
+        assert raw.script_exists(SCRIPTS["enqueue"].sha) == [True]
+        assert len({first.id, second.id, *(h.id for h in both)}) == 4
+        assert app.get_job(second.id).state.value == "waiting"
+    finally:
+        app.close()
+
+
 def test_every_script_states_its_keys_and_arguments() -> None:
     for script in SCRIPTS.values():
         header = script.text.split("\n\n", 1)[0]
