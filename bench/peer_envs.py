@@ -83,7 +83,8 @@ def ensure(env: PeerEnv) -> None:
     (the caller reports it in the table and goes on with the other peers)."""
     if env.kind == "project":
         return
-    if env.stamp.exists() and env.stamp.read_text() == env.wanted():
+    if env.stamp.exists() and env.stamp.read_text() == env.wanted() and (
+            env.kind == "node" or env.python.exists()):
         return
     if env.kind == "node":
         if shutil.which("npm") is None:
