@@ -449,3 +449,17 @@ def test_commands_are_packed_by_hiredis_exactly_as_redis_py_would() -> None:
         assert b"".join(ours.pack_command(*args)) == b"".join(theirs.pack_command(*args))
     pool = connect._client("redis://127.0.0.1:1/0", blocking=False).connection_pool
     assert pool.connection_class is connect._Connection
+
+
+async def test_two_claim_calls_of_one_worker_in_flight_take_different_jobs(
+        backend: RedisBackend) -> None:
+    """A worker keeps two calls in flight under load: each has its own lease token prefix
+    and last-claim record, so neither is handed the other's jobs."""
+    await backend.enqueue([new_job() for _ in range(6)])
+    first, second = await asyncio.gather(backend.fetch(["q"], 3, W, LEASE),
+                                         backend.fetch(["q"], 3, W, LEASE))
+    ids = [c.job.id for c in (*first.claims, *second.claims)]
+    assert len(ids) == len(set(ids)) == 6
+    again = await backend.fetch(["q"], 3, W, LEASE, settle=[
+        Settlement(c.job.id, c.token, Outcome.COMPLETED) for c in first.claims])
+    assert again.claims == [] and again.settled == [True] * 3

@@ -1,10 +1,11 @@
 """The worker: claims jobs in batches, runs them, and records their outcomes.
 
-One asyncio loop per process. The loop claims up to its free slots in one backend call
+One asyncio loop per process. The loop claims up to half its slots in one backend call
 that also records the outcomes of the jobs that just finished ("settle previous + fetch
-next"), so a busy worker makes one round trip per batch, not per job. When there is
-nothing to claim it sleeps until the backend wakes it, the next delayed job is due, or a
-slot frees up: no busy polling.
+next"), so a busy worker makes one round trip per batch, not per job; under load two such
+calls are in flight, so the backend and the worker do not wait for each other. When
+there is nothing to claim it sleeps until the backend wakes it, the next delayed job is
+due, or a slot frees up: no busy polling.
 
 ``async def`` tasks run on the loop, ``def`` tasks in a thread pool, and
 ``executor="process"`` tasks in child processes with hard timeouts. Leases are renewed by
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import backoff
-from ..backends.base import Claim, LeaseStatus, Outcome, Settlement, WorkerInfo
+from ..backends.base import Claim, Fetched, LeaseStatus, Outcome, Settlement, WorkerInfo
 from ..context import JobContext, reset_current, set_current
 from ..errors import ConveyorError
 from ..outcomes import Cancel, NonRetryableError, Retry
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from ..task import Task
 
 log = logging.getLogger("conveyor.worker")
+COMMAND_WAIT = 60.0  # a call in flight kicks the loop when it ends: this is only a backstop
 
 
 @dataclasses.dataclass(slots=True)
@@ -91,6 +93,7 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._settlements: list[Settlement] = []
         self._kick = asyncio.Event()
+        self._changed = True  # a job finished, work arrived or we are stopping: look again
         self._stopping = False
         self._hard_stop = False
         self._threads = DaemonThreadPool(concurrency)
@@ -123,6 +126,7 @@ class Worker:
             log.info("worker %s stopping: no new jobs, %d running", self.id, len(self._running))
         self._stopping = True
         self._hard_stop = self._hard_stop or hard
+        self._changed = True
         self._kick.set()
 
     def install_signal_handlers(self) -> None:
@@ -160,42 +164,74 @@ class Worker:
             except Exception as exc:
                 log.debug("wait_for_work failed: %s", exc)
                 await asyncio.sleep(self.poll_interval)
+            self._changed = True
             self._kick.set()
 
     async def _work(self, until_idle: bool) -> None:
-        backend = self.app.backend
+        """Claim and record in calls of at most half the slots. Under load a second call
+        goes out while the first is in flight (its slots reserved), so the backend works
+        on one batch while this process decodes and runs the other; when a call comes back
+        short, the next waits for a change (a job finished, a wake-up) or a timeout."""
+        loop = asyncio.get_running_loop()
+        calls: dict[asyncio.Task[Fetched], tuple[int, list[Settlement]]] = {}
+        reserved = 0  # slots promised to the claims of the calls in flight
+        more = True  # the last answer filled its batch: more work may be waiting
+        next_due: int | None = None
         failures = 0
+        retry_at = 0.0
         while not self._stopping:
-            free = self.concurrency - len(self._running)
-            if free == 0 and not self._settlements:
-                self._kick.clear()  # saturated: nothing to record, no slot to fill
-                await wait_event(self._kick, self.poll_interval)
+            self._kick.clear()  # anything from here on wakes the wait below
+            for call in [c for c in calls if c.done()]:
+                want, settle = calls.pop(call)
+                reserved -= want
+                try:
+                    fetched = call.result()
+                except Exception as exc:  # an outage (any driver's error): keep going
+                    self._settlements[:0] = settle  # keep outcomes until they are recorded
+                    failures += 1
+                    log.error("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+                    retry_at = loop.time() + min(0.05 * 2**failures, 2.0)
+                    more = False
+                    continue
+                failures = 0
+                self._report_refused(settle, fetched.settled)
+                for claim in fetched.claims:
+                    self._start(claim)
+                more = want > 0 and len(fetched.claims) == want
+                next_due = fetched.next_due_in_ms
+            if until_idle and not calls and not more and not self._running \
+                    and not self._settlements and next_due is None:
+                return
+            want = max(min(self.concurrency - len(self._running) - reserved, self._batch), 0)
+            if loop.time() >= retry_at and (
+                    (not calls and (want > 0 or self._settlements) and (more or self._changed))
+                    or (len(calls) == 1 and more and want > 0)):
+                self._changed = False
+                settle, self._settlements = self._settlements, []
+                call = asyncio.create_task(
+                    self.app.backend.fetch(self.queues, want, self.id, self.lease_ms, settle))
+                call.add_done_callback(lambda _: self._kick.set())
+                calls[call] = (want, settle)
+                reserved += want
                 continue
-            want = min(free, self._batch)
-            settle = self._settlements
-            self._settlements = []
-            self._kick.clear()
+            timeout = self.poll_interval
+            if calls:
+                timeout = COMMAND_WAIT
+            elif loop.time() < retry_at:
+                timeout = retry_at - loop.time()
+            elif next_due is not None:
+                timeout = min(timeout, next_due / 1000)
+            if not await wait_event(self._kick, timeout) and not calls:
+                self._changed = True  # a quiet spell: look again (delayed jobs, safety poll)
+        for call, (_, settle) in calls.items():  # stopping: claims run or are handed back
             try:
-                fetched = await backend.fetch(self.queues, want, self.id, self.lease_ms, settle)
-            except Exception as exc:  # an outage (any driver's error): keep going
-                self._settlements[:0] = settle  # keep outcomes until they are recorded
-                failures += 1
-                log.error("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
-                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                fetched = await call
+            except Exception:
+                self._settlements[:0] = settle
                 continue
-            failures = 0
             self._report_refused(settle, fetched.settled)
             for claim in fetched.claims:
                 self._start(claim)
-            if len(fetched.claims) == want and want > 0:
-                continue  # a full batch: there may be more waiting
-            if until_idle and not self._running and not self._settlements \
-                    and fetched.next_due_in_ms is None:
-                return
-            timeout = self.poll_interval
-            if fetched.next_due_in_ms is not None:
-                timeout = min(timeout, fetched.next_due_in_ms / 1000)
-            await wait_event(self._kick, timeout)
 
     def _report_refused(self, settle: Sequence[Settlement], done: Sequence[bool]) -> None:
         for s, ok in zip(settle, done, strict=True):
@@ -309,6 +345,7 @@ class Worker:
         else:  # the keeper renews the lease until the outcome is recorded: a slow or
             # failing call must not let the job be rescued and run a second time
             self._settlements.append(settlement)
+        self._changed = True
         self._kick.set()
 
     async def _execute(self, task: Task[Any, Any], running: _Running) -> Any:
@@ -404,14 +441,15 @@ class Worker:
             running.task.cancel()
 
 
-async def wait_event(event: asyncio.Event, timeout: float) -> None:
-    """Wait for `event` at most `timeout` seconds (asyncio.timeout never swallows a
-    cancellation of the caller, unlike wait_for on Python 3.11)."""
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for `event` at most `timeout` seconds; whether it was set (asyncio.timeout
+    never swallows a cancellation of the caller, unlike wait_for on Python 3.11)."""
     if event.is_set():
-        return
+        return True
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(max(timeout, 0)):
             await event.wait()
+    return event.is_set()
 
 
 def _encode(result: Any) -> str:

@@ -74,9 +74,12 @@ class RedisBackend(Backend):
         self._checked = False
         self._sync_client: Any = None  # the sync API's client (any thread), on first use
         self._sync_lock = threading.Lock()
-        # (queue, worker id) -> the token prefix of a claim call whose reply never came:
-        # the next call repeats it, so fetch.lua hands over what that call leased
-        self._unanswered: dict[tuple[str, str], str] = {}
+        # (queue, worker id) -> (token prefix, slot) of a claim call whose reply never came:
+        # the next call repeats both, so fetch.lua hands over what that call leased
+        self._unanswered: dict[tuple[str, str], tuple[str, int]] = {}
+        # (queue, worker id) -> the slots of its claim calls in flight (a worker may have
+        # two: each keeps its own last-claim record, see fetch.lua)
+        self._in_flight: dict[tuple[str, str], set[int]] = {}
 
     # -- plumbing -----------------------------------------------------------------------
     async def _ready(self) -> Any:
@@ -356,15 +359,39 @@ class RedisBackend(Backend):
             args += codec.settlement_args(settle[i])
         return args
 
-    def _token_prefix(self, queue: str, worker_id: str) -> str:
-        """A new token prefix for a claim call, or the prefix of the last one if its reply
-        never came (it may have run): fetch.lua then hands over what that call leased."""
-        return self._unanswered.setdefault((queue, worker_id),
-                                           f"{queue}:{secrets.token_hex(6)}.")
+    def _begin_call(self, queue: str, worker_id: str) -> tuple[str, int]:
+        """(token prefix, slot) for a claim call: those of a call whose reply never came
+        (it may have run: fetch.lua then hands over what it leased), else a new prefix in
+        a slot no call of this worker has in flight."""
+        key = (queue, worker_id)
+        busy = self._in_flight.setdefault(key, set())
+        lost = self._unanswered.get(key)
+        if lost is not None and lost[1] not in busy:
+            del self._unanswered[key]
+            call = lost
+        else:
+            call = (f"{queue}:{secrets.token_hex(6)}.", 1 if 0 in busy else 0)
+        busy.add(call[1])
+        return call
 
-    def _answered(self, queues: Iterable[str], worker_id: str) -> None:
-        for queue in queues:
-            self._unanswered.pop((queue, worker_id), None)
+    def _end_calls(self, calls: dict[str, tuple[str, int]], worker_id: str,
+                   answered: bool) -> None:
+        for queue, call in calls.items():
+            self._in_flight.get((queue, worker_id), set()).discard(call[1])
+            if not answered:
+                self._unanswered[(queue, worker_id)] = call
+
+    async def _claim_calls(self, batch: Batch, calls: dict[str, tuple[str, int]],
+                           worker_id: str) -> list[Any]:
+        """Run a batch of claim calls, keeping the prefix and slot of each whose reply
+        never came for the worker's next call."""
+        try:
+            results = await self._run(batch)
+        except BaseException:
+            self._end_calls(calls, worker_id, answered=False)
+            raise
+        self._end_calls(calls, worker_id, answered=True)
+        return results
 
     async def fetch(self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int,
                     settle: Sequence[Settlement] = ()) -> Fetched:
@@ -375,18 +402,18 @@ class RedisBackend(Backend):
         peek = len(queues) > 1 and limit > 0
         batch = Batch()
         calls: list[tuple[str, int, list[int]]] = []
+        prefixes: dict[str, tuple[str, int]] = {}
         for queue in queues:
             positions = groups.pop(queue, [])
+            prefix, slot = prefixes[queue] = self._begin_call(queue, worker_id)
             index = self._queue_script(
                 batch, "fetch", queue, "peek" if peek else "claim", limit, worker_id,
-                lease_ms, self._token_prefix(queue, worker_id),
-                *self._settle_args(settle, positions))
+                lease_ms, prefix, slot, *self._settle_args(settle, positions))
             calls.append((queue, index, positions))
         others = [(positions, self._queue_script(batch, "settle", queue,
                                                  *self._settle_args(settle, positions)))
                   for queue, positions in groups.items()]
-        results = await self._run(batch)
-        self._answered(queues, worker_id)
+        results = await self._claim_calls(batch, prefixes, worker_id)
         for positions, index in others:
             for i, ok in zip(positions, results[index], strict=True):
                 settled[i] = ok == 1
@@ -422,14 +449,15 @@ class RedisBackend(Backend):
         share = Counter(queue for _, _, queue in heads[:limit])
         batch = Batch()
         queues = list(dict.fromkeys(queue for _, _, queue in heads))
+        prefixes: dict[str, tuple[str, int]] = {}
         for queue in queues:
+            prefix, slot = prefixes[queue] = self._begin_call(queue, worker_id)
             # a queue with no share still gets a call: it passes its wake-up token on
             self._queue_script(batch, "fetch", queue, "claim", share[queue], worker_id,
-                               lease_ms, self._token_prefix(queue, worker_id), 0)
+                               lease_ms, prefix, slot, 0)
         claims: list[Claim] = []
         dues: list[int] = []
-        results = await self._run(batch)
-        self._answered(queues, worker_id)
+        results = await self._claim_calls(batch, prefixes, worker_id)
         for queue, (_, leased, values, due, _, now) in zip(queues, results, strict=True):
             claims += [codec.claim(queue, worker_id, now, lease, v)
                        for lease, v in zip(leased, values, strict=True)]

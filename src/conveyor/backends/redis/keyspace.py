@@ -34,8 +34,9 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
                                  XADD MAXLEN ~); fields j (job id) k (kind) d (JSON) a (at)
     P:{q:Q}:meta         hash    seq (enqueue counter), ev (last event id), paused (1/0)
     P:{q:Q}:wake         list    wake-up tokens for idle workers (BLPOP), at most 16
-    P:{q:Q}:meta:claim:<worker>
-                         string  a worker's last claim: token prefix, then JSON [id, ...],
+    P:{q:Q}:meta:claim:<worker>:<0|1>
+                         string  a worker's last claim in one of its two call slots:
+                                 token prefix, then JSON [id, ...],
                                  kept for one lease: a claim call repeated after its reply
                                  was lost hands the same jobs over (see fetch.lua)
 

@@ -12,15 +12,16 @@
 -- ARGV[4]      worker id
 -- ARGV[5]      lease length in ms
 -- ARGV[6]      token prefix "<queue>:<random>."; a claim's token is the prefix .. job id
--- ARGV[7]      number of settlements that follow
--- ARGV[8..]    settlements, six values each (see includes/settle.lua)
+-- ARGV[7]      the call's slot, '0' or '1': a worker may have two calls in flight
+-- ARGV[8]      number of settlements that follow
+-- ARGV[9..]    settlements, six values each (see includes/settle.lua)
 -- Returns {settled flags (1/0), claims: {id, attempt, token} per claim, claimed jobs:
 --          their CLAIM_FIELDS values (includes/queue.lua), ms until the next delayed
 --          job is due (-1: none), peek: {score, member, ...}, now}
 -- Wake-ups: a queue left empty drops its stale tokens; a full claim that leaves work
 -- behind passes a token on, so the next idle worker wakes without polling.
--- Lost replies: a worker's last claim is kept for one lease in "<meta key>:claim:<worker>"
--- (same slot); a call with the same token prefix (redis-py's retry after a dropped
+-- Lost replies: a worker's last claim in each call slot is kept for one lease in
+-- "<meta key>:claim:<worker>:<slot>" (same Cluster slot); a call with the same token prefix (redis-py's retry after a dropped
 -- connection, or the backend's next fetch after a failed one) gets those jobs again, in
 -- either mode, instead of leasing more and leaving them to nobody until the lease expires.
 
@@ -33,7 +34,7 @@ local now = now_ms()
 local mode, limit = ARGV[2], tonumber(ARGV[3])
 local meta = redis.call('HMGET', META, 'paused', 'ev')
 events_prime(meta[2])
-local settled = settle_all(now, 8, tonumber(ARGV[7]))
+local settled = settle_all(now, 9, tonumber(ARGV[8]))
 
 -- due delayed jobs become waiting (at most 1000 per call; the rest on the next)
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
@@ -54,7 +55,7 @@ end
 
 local paused = meta[1] == '1'
 local claims, claimed, peek = {}, {}, {}
-local CLAIMED = META .. ':claim:' .. ARGV[4]
+local CLAIMED = META .. ':claim:' .. ARGV[4] .. ':' .. ARGV[7]
 local last = redis.call('GET', CLAIMED)  -- "<token prefix>[id, ...]"
 if last and string.sub(last, 1, #ARGV[6]) == ARGV[6] then
   local deadline = int(now + tonumber(ARGV[5]))
