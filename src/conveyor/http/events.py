@@ -143,6 +143,10 @@ class EventHub:
     async def subscribe(self, job_id: str | None = None, queue: str | None = None,
                         timeout: float = 10.0) -> Subscription:
         """Listen to one job, one queue, or (neither given) every job."""
+        if self._closing:  # the server is stopping: a stream that ends at once
+            closed = Subscription(self.cursor or 0, job_id, queue, self.buffer)
+            closed._close()
+            return closed
         ready = self._ensure_running()
         if not ready.is_set():
             self._waiting += 1
@@ -187,10 +191,15 @@ class EventHub:
 
     async def aclose(self) -> None:
         self._close_all()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        # A cancellation can be swallowed inside the Redis client (seen in tests: the tail
+        # went on looping and aclose waited forever): cancel again until the task ends;
+        # the tail also stops by itself once closing.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+        if task is not None and not task.cancelled():
+            task.exception()  # retrieved: an error on the way out is not worth a warning
 
     # -- the tail ----------------------------------------------------------------------
     def _ensure_running(self) -> asyncio.Event:
@@ -212,7 +221,7 @@ class EventHub:
         loop = asyncio.get_running_loop()
         checked = loop.time()
         try:
-            while True:
+            while not self._closing:
                 if self._by_job and loop.time() - checked >= self.gone_interval:
                     checked = loop.time()
                     with contextlib.suppress(Exception):  # an outage: next time

@@ -149,9 +149,11 @@ class Worker:
             await self._work(until_idle)
             await self._shut_down()
         finally:
-            waker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waker
+            while not waker.done():  # again if the Redis client swallowed a cancellation
+                waker.cancel()
+                await asyncio.wait({waker}, timeout=0.2)
+            if not waker.cancelled():
+                waker.exception()
             self._keeper.stop()
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._processes.close()
