@@ -157,9 +157,3 @@ async def _one(client: Any, command: tuple[Any, ...]) -> Any:
         return await client.execute_command(*command)
     except rx.NoScriptError as exc:
         return exc
-
-
-async def call(client: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-    batch = Batch()
-    batch.script(name, keys, args)
-    return (await run(client, batch))[0]
