@@ -333,7 +333,7 @@ async def _done(b: RedisBackend, n: int) -> bool:
 
 
 # -- redis frozen (SIGSTOP) for longer than a command may take ------------------------------
-PAUSE = 12.0  # the 30 s, shortened: still past COMMAND_TIMEOUT (10 s) and 6 leases
+PAUSE = 30.0  # the outage: three COMMAND_TIMEOUTs (10 s), fifteen leases
 LEASE_S = 2
 
 
