@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,14 @@ import pytest
 from redis.crc import key_slot
 
 import redis
-from conveyor.backends.base import JobFilter, Outcome, Retention, Settlement, WorkerInfo
+from conveyor.backends.base import (
+    JobFilter,
+    NewJob,
+    Outcome,
+    Retention,
+    Settlement,
+    WorkerInfo,
+)
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.scripts import SCRIPTS
 from conveyor.errors import BackendUnavailableError
@@ -256,6 +264,68 @@ async def test_a_cancelled_wait_for_work_ends_even_as_it_is_woken(url: str) -> N
             b._waker.fed(["q"], 0, 0)
     finally:
         await b.close()
+
+
+async def test_an_idle_claim_leases_a_job_the_moment_it_arrives(url: str,
+                                                                 raw: redis.Redis) -> None:
+    """fetch_when_ready sends the claim behind the BLPOP: Redis runs it as the wake-up
+    comes, before the enqueue is even answered, with no round trip of the worker between
+    (here the worker's event loop is held up the whole time, so it could not have sent
+    anything)."""
+    waiter = await opened(url)
+    try:
+        await waiter.fetch(["q"], 5, W, LEASE)  # nothing yet: an idle worker
+        claim = asyncio.create_task(
+            waiter.fetch_when_ready(["q"], 5, W, LEASE, 30.0, asyncio.Event()))
+        await asyncio.sleep(0.05)  # blocked in BLPOP by now
+        assert not claim.done()
+        job = new_job()
+        seen: list[str | None] = []
+
+        def produce() -> None:  # holds up this event loop until it is done
+            asyncio.run(_enqueue_once(url, job))
+            seen.append(raw.hget(waiter.keys.queue("q").keys[0] + job.id, "state"))
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        thread.join()
+        assert seen == ["active"]  # leased while the waiter's loop could do nothing
+        fetched = await claim
+        assert [c.job.id for c in fetched.claims] == [job.id]
+        assert fetched.claims[0].job.state is JobState.ACTIVE
+        done = await waiter.settle([Settlement(job.id, fetched.claims[0].token,
+                                               Outcome.COMPLETED)])
+        assert done == [True]
+    finally:
+        await waiter.close()
+
+
+async def _enqueue_once(url: str, job: NewJob) -> None:
+    producer = await opened(url)
+    try:
+        await producer.enqueue([job])
+    finally:
+        await producer.close()
+
+
+async def test_an_interrupted_idle_claim_answers_at_once(url: str,
+                                                         backend: RedisBackend) -> None:
+    waiter = await opened(url)
+    try:
+        stop = asyncio.Event()
+        claim = asyncio.create_task(waiter.fetch_when_ready(["q"], 5, W, LEASE, 30.0, stop))
+        await asyncio.sleep(0.05)
+        assert not claim.done()
+        stop.set()
+        done, _ = await asyncio.wait({claim}, timeout=10.0)  # far below its 30 s
+        assert done and claim.result().claims == []
+        job = new_job()
+        await backend.enqueue([job])  # after the interrupt: left for the next claim
+        assert (await backend.get(job.id)).state is JobState.WAITING  # type: ignore[union-attr]
+        fetched = await waiter.fetch_when_ready(["q", "r"], 5, W, LEASE, 30.0, asyncio.Event())
+        assert [c.job.id for c in fetched.claims] == [job.id]  # several queues: peek, claim
+    finally:
+        await waiter.close()
 
 
 async def test_fetch_passes_a_wake_up_on_when_it_leaves_work_behind(

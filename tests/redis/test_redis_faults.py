@@ -174,6 +174,40 @@ async def test_a_claim_lost_by_a_worker_of_several_queues_is_handed_over(
     assert await active_ids(b, "q") | await active_ids(b, "r") == ids
 
 
+async def test_claims_lost_in_both_call_slots_are_both_handed_over(
+        via_proxy: RedisBackend, proxy: FaultProxy) -> None:
+    """A worker's two calls in flight lose their replies past every retry: each slot's
+    next call hands over what that slot's lost call leased, none left to nobody."""
+    b = via_proxy
+    jobs = [new_job() for _ in range(8)]
+    await b.enqueue(jobs)
+    proxy.lose_reply_to(CLAIM, times=20)
+    for outcome in await asyncio.gather(b.fetch(["q"], 2, W, LEASE),
+                                        b.fetch(["q"], 2, W, LEASE), return_exceptions=True):
+        assert isinstance(outcome, BackendUnavailableError)
+    proxy.lose_reply_to(CLAIM, times=0)
+    lost = await active_ids(b)
+    assert len(lost) == 4
+    first = await b.fetch(["q"], 2, W, LEASE)
+    second = await b.fetch(["q"], 2, W, LEASE)
+    assert {c.job.id for c in (*first.claims, *second.claims)} == lost
+    assert await active_ids(b) == lost
+
+
+async def test_an_idle_claim_whose_reply_was_lost_is_handed_over(
+        via_proxy: RedisBackend, proxy: FaultProxy) -> None:
+    b = via_proxy
+    job = new_job()
+    await b.enqueue([job])  # a wake-up token is there: the BLPOP and the claim run at once
+    proxy.lose_reply_to(CLAIM)
+    with pytest.raises(BackendUnavailableError):
+        await b.fetch_when_ready(["q"], 2, W, LEASE, 5.0, asyncio.Event())
+    assert proxy.lost == 1
+    assert await active_ids(b) == {job.id}  # it ran: leased to this worker
+    fetched = await b.fetch(["q"], 2, W, LEASE)
+    assert [(c.job.id, c.job.attempt) for c in fetched.claims] == [(job.id, 1)]
+
+
 async def test_an_outcome_whose_reply_was_lost_does_not_run_the_job_again(
         via_proxy: RedisBackend, proxy: FaultProxy) -> None:
     b = via_proxy

@@ -99,6 +99,27 @@ def test_the_same_app_works_from_one_event_loop_after_another(app: Conveyor,
     assert sum(ledger_counts(ledger).values()) == 2
 
 
+def test_an_idle_worker_stops_at_once_and_picks_up_work_without_polling(
+        app: Conveyor, tmp_path: Path) -> None:
+    """With a 30 s poll interval, a job enqueued to an idle worker still runs at once (the
+    claim waits in Redis for it), and stopping does not wait for the idle claim's
+    timeout."""
+    ledger = tmp_path / "ledger"
+    worker, thread = _worker_thread(app, ["default"], poll_interval=30.0)
+    try:
+        time.sleep(0.3)  # idle by now
+        job = worker_app.record.enqueue(str(ledger))
+        assert job.result(timeout=10) == job.id  # woken by the job, not the 30 s poll
+        time.sleep(0.3)
+        worker.stop()
+        thread.join(10)
+        assert not thread.is_alive()  # ended well before the idle claim's 30 s
+    finally:
+        worker.stop(hard=True)
+        thread.join(10)
+    assert ledger_counts(ledger) == {job.id: 1}
+
+
 def test_retries_reports_and_outcomes_through_a_worker(app: Conveyor, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     flaky = worker_app.flaky_once.enqueue(str(ledger))

@@ -5,6 +5,7 @@ one atomic operation in the engine (one transaction, one script), and every time
 ("now", a delay's due time, a lease's deadline) comes from the engine's own clock.
 
 Lifecycle       enqueue · fetch · settle · heartbeat · progress · log · wait_for_work
+                fetch_when_ready (has a default: wait_for_work, then fetch)
 Maintenance     rescue · prune · try_lock · unregister_worker · now
 Operators       get · tombstone · list_jobs · queues · workers · events
                 cancel · retry · promote · remove · set_paused
@@ -18,6 +19,7 @@ overwrite the outcome of the worker that took it over.
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -235,6 +237,32 @@ class Backend(abc.ABC):
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
         """Return when work may have arrived for `queues`, or after `timeout` seconds."""
 
+    async def fetch_when_ready(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: str,
+        lease_ms: int,
+        timeout: float,
+        interrupt: asyncio.Event,
+    ) -> Fetched:
+        """An idle worker's claim: wait until work may have arrived for `queues`,
+        `timeout` seconds pass or `interrupt` is set, then `fetch` (nothing to settle).
+
+        This version waits, then fetches. A backend with blocking wake-ups does better
+        by sending the claim along with the wait, so the server runs it the moment work
+        arrives: one round trip less between an enqueue and the job's start."""
+        if not interrupt.is_set():
+            waiting = asyncio.ensure_future(self.wait_for_work(queues, timeout))
+            stop = asyncio.ensure_future(interrupt.wait())
+            try:
+                await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await stop_tasks(waiting, stop)
+            if not waiting.cancelled() and waiting.exception() is not None:
+                raise waiting.exception()  # type: ignore[misc]
+        return await self.fetch(queues, limit, worker_id, lease_ms)
+
     # -- maintenance --------------------------------------------------------------------
     @abc.abstractmethod
     async def rescue(self) -> list[str]:
@@ -296,3 +324,17 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def set_paused(self, queue: str, paused: bool) -> None: ...
+
+
+async def stop_tasks(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel `tasks` and wait until each has ended. A cancellation can be swallowed
+    inside a client library (seen with redis-py's asyncio client), so it is repeated
+    until the task is done instead of awaited once, which could wait forever."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.2)
+    for t in tasks:
+        if not t.cancelled():
+            t.exception()  # retrieved: the caller decides what an error means

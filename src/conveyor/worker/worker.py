@@ -142,40 +142,29 @@ class Worker:
         self._loop_thread = threading.get_ident()
         await self.app.aopen()
         self._keeper.start()
-        waker = asyncio.create_task(self._listen())
+        with contextlib.suppress(Exception):  # subscribe to wake-ups now (SQLite's socket)
+            await self.app.backend.wait_for_work(self.queues, 0)
         log.info("worker %s consuming %s with concurrency %d", self.id, ",".join(self.queues),
                  self.concurrency)
         try:
             await self._work(until_idle)
             await self._shut_down()
         finally:
-            while not waker.done():  # again if the Redis client swallowed a cancellation
-                waker.cancel()
-                await asyncio.wait({waker}, timeout=0.2)
-            if not waker.cancelled():
-                waker.exception()
             self._keeper.stop()
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._processes.close()
 
-    async def _listen(self) -> None:
-        backend = self.app.backend
-        while True:
-            try:
-                await backend.wait_for_work(self.queues, self.poll_interval)
-            except Exception as exc:
-                log.debug("wait_for_work failed: %s", exc)
-                await asyncio.sleep(self.poll_interval)
-            self._changed = True
-            self._kick.set()
-
     async def _work(self, until_idle: bool) -> None:
         """Claim and record in calls of at most half the slots. Under load a second call
         goes out while the first is in flight (its slots reserved), so the backend works
-        on one batch while this process decodes and runs the other; when a call comes back
-        short, the next waits for a change (a job finished, a wake-up) or a timeout."""
+        on one batch while this process decodes and runs the other. When a call comes back
+        short, an idle claim goes out (`fetch_when_ready`): the backend holds it until work
+        arrives, the next delayed job is due or the poll interval passes. Meanwhile jobs
+        that finish are recorded by an ordinary call beside it."""
         loop = asyncio.get_running_loop()
-        calls: dict[asyncio.Task[Fetched], tuple[int, list[Settlement]]] = {}
+        # call -> (slots it claims for, outcomes it records, its interrupt if idle claim)
+        calls: dict[asyncio.Task[Fetched], tuple[int, list[Settlement], asyncio.Event | None]]
+        calls = {}
         reserved = 0  # slots promised to the claims of the calls in flight
         more = True  # the last answer filled its batch: more work may be waiting
         next_due: int | None = None
@@ -184,7 +173,7 @@ class Worker:
         while not self._stopping:
             self._kick.clear()  # anything from here on wakes the wait below
             for call in [c for c in calls if c.done()]:
-                want, settle = calls.pop(call)
+                want, settle, _ = calls.pop(call)
                 reserved -= want
                 try:
                     fetched = call.result()
@@ -201,19 +190,34 @@ class Worker:
                     self._start(claim)
                 more = want > 0 and len(fetched.claims) == want
                 next_due = fetched.next_due_in_ms
-            if until_idle and not calls and not more and not self._running \
+            idle_claims = [stop for _, _, stop in calls.values() if stop is not None]
+            ordinary = len(calls) - len(idle_claims)
+            if until_idle and ordinary == 0 and not more and not self._running \
                     and not self._settlements and next_due is None:
-                return
+                if not idle_claims:
+                    return
+                idle_claims[0].set()  # drained: end the idle claim now, not at its timeout
             want = max(min(self.concurrency - len(self._running) - reserved, self._batch), 0)
-            if loop.time() >= retry_at and (
-                    (not calls and (want > 0 or self._settlements) and (more or self._changed))
-                    or (len(calls) == 1 and more and want > 0)):
+            sent: asyncio.Task[Fetched] | None = None
+            if loop.time() < retry_at:
+                pass
+            elif ((ordinary == 0 and (want > 0 or self._settlements) and (more or self._changed))
+                    or (ordinary == 1 and not idle_claims and more and want > 0)):
                 self._changed = False
                 settle, self._settlements = self._settlements, []
-                call = asyncio.create_task(
+                sent = asyncio.create_task(
                     self.app.backend.fetch(self.queues, want, self.id, self.lease_ms, settle))
-                call.add_done_callback(lambda _: self._kick.set())
-                calls[call] = (want, settle)
+                calls[sent] = (want, settle, None)
+            elif not calls and want > 0:
+                timeout = self.poll_interval
+                if next_due is not None:
+                    timeout = min(timeout, next_due / 1000)
+                stop = asyncio.Event()
+                sent = asyncio.create_task(self.app.backend.fetch_when_ready(
+                    self.queues, want, self.id, self.lease_ms, timeout, stop))
+                calls[sent] = (want, [], stop)
+            if sent is not None:
+                sent.add_done_callback(lambda _: self._kick.set())
                 reserved += want
                 continue
             timeout = self.poll_interval
@@ -225,7 +229,10 @@ class Worker:
                 timeout = min(timeout, next_due / 1000)
             if not await wait_event(self._kick, timeout) and not calls:
                 self._changed = True  # a quiet spell: look again (delayed jobs, safety poll)
-        for call, (_, settle) in calls.items():  # stopping: claims run or are handed back
+        for _, _, interrupt in calls.values():
+            if interrupt is not None:
+                interrupt.set()  # an idle claim answers at once
+        for call, (_, settle, _) in calls.items():  # stopping: claims run or are handed back
             try:
                 fetched = await call
             except Exception:

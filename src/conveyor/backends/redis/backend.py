@@ -17,7 +17,8 @@ import contextlib
 import secrets
 import threading
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import exceptions as rx
@@ -47,7 +48,7 @@ from . import codec, reads
 from .connect import connect, connect_blocking, parse_url
 from .keyspace import Keyspace, queue_of_token
 from .scripts import SCRIPTS, Batch, backend_error, run, run_blocking
-from .wakeup import Waker
+from .wakeup import MIN_BLOCK, Waker
 
 RESCUE_BATCH = 1000
 WORKER_FORGET_MS = 3600 * 1000
@@ -74,9 +75,9 @@ class RedisBackend(Backend):
         self._checked = False
         self._sync_client: Any = None  # the sync API's client (any thread), on first use
         self._sync_lock = threading.Lock()
-        # (queue, worker id) -> (token prefix, slot) of a claim call whose reply never came:
-        # the next call repeats both, so fetch.lua hands over what that call leased
-        self._unanswered: dict[tuple[str, str], tuple[str, int]] = {}
+        # (queue, worker id, slot) -> token prefix of a claim call whose reply never came:
+        # the next call in that slot repeats it, so fetch.lua hands over what it leased
+        self._unanswered: dict[tuple[str, str, int], str] = {}
         # (queue, worker id) -> the slots of its claim calls in flight (a worker may have
         # two: each keeps its own last-claim record, see fetch.lua)
         self._in_flight: dict[tuple[str, str], set[int]] = {}
@@ -360,33 +361,31 @@ class RedisBackend(Backend):
         return args
 
     def _begin_call(self, queue: str, worker_id: str) -> tuple[str, int]:
-        """(token prefix, slot) for a claim call: those of a call whose reply never came
-        (it may have run: fetch.lua then hands over what it leased), else a new prefix in
-        a slot no call of this worker has in flight."""
-        key = (queue, worker_id)
-        busy = self._in_flight.setdefault(key, set())
-        lost = self._unanswered.get(key)
-        if lost is not None and lost[1] not in busy:
-            del self._unanswered[key]
-            call = lost
-        else:
-            call = (f"{queue}:{secrets.token_hex(6)}.", 1 if 0 in busy else 0)
-        busy.add(call[1])
-        return call
+        """(token prefix, slot) for a claim call, in a slot no call of this worker has in
+        flight; a slot whose last call never got its reply first (that call may have run:
+        the repeated prefix makes fetch.lua hand over what it leased), else a new prefix."""
+        busy = self._in_flight.setdefault((queue, worker_id), set())
+        free = [slot for slot in (0, 1) if slot not in busy] or [1]
+        slot = next((s for s in free if (queue, worker_id, s) in self._unanswered), free[0])
+        prefix = self._unanswered.pop((queue, worker_id, slot), None)
+        busy.add(slot)
+        return prefix or f"{queue}:{secrets.token_hex(6)}.", slot
 
     def _end_calls(self, calls: dict[str, tuple[str, int]], worker_id: str,
                    answered: bool) -> None:
-        for queue, call in calls.items():
-            self._in_flight.get((queue, worker_id), set()).discard(call[1])
+        for queue, (prefix, slot) in calls.items():
+            self._in_flight.get((queue, worker_id), set()).discard(slot)
             if not answered:
-                self._unanswered[(queue, worker_id)] = call
+                self._unanswered[(queue, worker_id, slot)] = prefix
 
     async def _claim_calls(self, batch: Batch, calls: dict[str, tuple[str, int]],
-                           worker_id: str) -> list[Any]:
-        """Run a batch of claim calls, keeping the prefix and slot of each whose reply
-        never came for the worker's next call."""
+                           worker_id: str, sent: Awaitable[list[Any]] | None = None
+                           ) -> list[Any]:
+        """Run a batch of claim calls (or await `sent`, the batch sent by other means),
+        keeping the prefix and slot of each whose reply never came for the worker's next
+        call."""
         try:
-            results = await self._run(batch)
+            results = await (self._run(batch) if sent is None else sent)
         except BaseException:
             self._end_calls(calls, worker_id, answered=False)
             raise
@@ -395,32 +394,58 @@ class RedisBackend(Backend):
 
     async def fetch(self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int,
                     settle: Sequence[Settlement] = ()) -> Fetched:
-        queues = list(dict.fromkeys(queues))
-        limit = max(limit, 0)
+        plan = self._plan_fetch(queues, limit, worker_id, lease_ms, settle)
+        results = await self._claim_calls(plan.batch, plan.prefixes, worker_id,
+                                          self._run(plan.batch))
+        return await self._fetched(plan, results, settle)
+
+    async def fetch_when_ready(self, queues: Sequence[str], limit: int, worker_id: str,
+                               lease_ms: int, timeout: float,
+                               interrupt: asyncio.Event) -> Fetched:
+        """On one server the claim goes out behind the BLPOP, on the same connection, and
+        runs in Redis the moment a wake-up token arrives (see wakeup.py)."""
+        await self._ready()
+        if self.cluster or SYNC_CALL.get() or timeout < MIN_BLOCK or interrupt.is_set():
+            return await super().fetch_when_ready(queues, limit, worker_id, lease_ms,
+                                                  timeout, interrupt)
+        assert self._waker is not None
+        plan = self._plan_fetch(queues, limit, worker_id, lease_ms, ())
+        results = await self._claim_calls(plan.batch, plan.prefixes, worker_id,
+                                          self._waker.claim_on_wake(
+                                              plan.queues, timeout, plan.batch, interrupt,
+                                              self._client))
+        return await self._fetched(plan, results, ())
+
+    def _plan_fetch(self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int,
+                    settle: Sequence[Settlement]) -> _FetchPlan:
+        """The script calls of one fetch: per queue, settle its outcomes and claim (or,
+        for several queues, peek at their heads); outcomes of other queues are settled."""
+        plan = _FetchPlan(list(dict.fromkeys(queues)), max(limit, 0), worker_id, lease_ms)
         groups = self._settle_groups(settle)
-        settled = [False] * len(settle)
-        peek = len(queues) > 1 and limit > 0
-        batch = Batch()
-        calls: list[tuple[str, int, list[int]]] = []
-        prefixes: dict[str, tuple[str, int]] = {}
-        for queue in queues:
+        plan.peek = len(plan.queues) > 1 and plan.limit > 0
+        for queue in plan.queues:
             positions = groups.pop(queue, [])
-            prefix, slot = prefixes[queue] = self._begin_call(queue, worker_id)
+            prefix, slot = plan.prefixes[queue] = self._begin_call(queue, worker_id)
             index = self._queue_script(
-                batch, "fetch", queue, "peek" if peek else "claim", limit, worker_id,
-                lease_ms, prefix, slot, *self._settle_args(settle, positions))
-            calls.append((queue, index, positions))
-        others = [(positions, self._queue_script(batch, "settle", queue,
-                                                 *self._settle_args(settle, positions)))
-                  for queue, positions in groups.items()]
-        results = await self._claim_calls(batch, prefixes, worker_id)
-        for positions, index in others:
+                plan.batch, "fetch", queue, "peek" if plan.peek else "claim", plan.limit,
+                worker_id, lease_ms, prefix, slot, *self._settle_args(settle, positions))
+            plan.calls.append((queue, index, positions))
+        plan.others = [(positions, self._queue_script(plan.batch, "settle", queue,
+                                                      *self._settle_args(settle, positions)))
+                       for queue, positions in groups.items()]
+        return plan
+
+    async def _fetched(self, plan: _FetchPlan, results: list[Any],
+                       settle: Sequence[Settlement]) -> Fetched:
+        settled = [False] * len(settle)
+        for positions, index in plan.others:
             for i, ok in zip(positions, results[index], strict=True):
                 settled[i] = ok == 1
         claims: list[Claim] = []
         dues: list[int] = []
         heads: list[tuple[float, str, str]] = []
-        for queue, index, positions in calls:
+        worker_id, limit = plan.worker_id, plan.limit
+        for queue, index, positions in plan.calls:
             flags, leased, values, due, head, now = results[index]
             for i, ok in zip(positions, flags, strict=True):
                 settled[i] = ok == 1
@@ -428,9 +453,9 @@ class RedisBackend(Backend):
                        for lease, v in zip(leased, values, strict=True)]
             dues.append(due)
             heads += [(float(head[j + 1]), head[j], queue) for j in range(0, len(head), 2)]
-        if peek:
+        if plan.peek:
             more, more_dues = await self._claim_split(heads, max(limit - len(claims), 0),
-                                                      worker_id, lease_ms)
+                                                      worker_id, plan.lease_ms)
             claims += more
             dues += more_dues
             claims.sort(key=lambda c: (-c.job.priority, c.job.scheduled_at))
@@ -439,7 +464,7 @@ class RedisBackend(Backend):
             known = [d for d in dues if d >= 0]
             next_due = min(known) if known else None
         if self._waker is not None:
-            self._waker.fed(queues, limit, len(claims))
+            self._waker.fed(plan.queues, limit, len(claims))
         return Fetched(claims, settled, next_due)
 
     async def _claim_split(self, heads: list[tuple[float, str, str]], limit: int,
@@ -651,6 +676,22 @@ class RedisBackend(Backend):
 
     async def send(self, batch: Batch) -> list[Any]:
         return await self._run(batch)
+
+
+@dataclass(slots=True)
+class _FetchPlan:
+    queues: list[str]
+    limit: int
+    worker_id: str
+    lease_ms: int
+    peek: bool = False
+    batch: Batch = field(default_factory=Batch)
+    # queue -> (token prefix, slot) of its claim call
+    prefixes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # per queue: its fetch call's index in the batch, and its settlements' positions
+    calls: list[tuple[str, int, list[int]]] = field(default_factory=list)
+    # settle calls for the queues the worker does not fetch from: positions, index
+    others: list[tuple[list[int], int]] = field(default_factory=list)
 
 
 def _by_queue(jobs: Sequence[NewJob], positions: Iterable[int]) -> dict[str, list[int]]:

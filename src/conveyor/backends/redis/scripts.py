@@ -95,11 +95,17 @@ async def run(client: Any, batch: Batch) -> list[Any]:
             for command in batch.commands:
                 pipe.execute_command(*command)
             results = await pipe.execute(raise_on_error=False)
-        again = _unknown_scripts(batch, results)
-        if again is not None:
-            _fill(results, again, await run(client, again[1]))
     except rx.RedisError as exc:
         raise backend_error(exc) from exc
+    return await complete(client, batch, results)
+
+
+async def complete(client: Any, batch: Batch, results: list[Any]) -> list[Any]:
+    """The answers to a batch sent by other means: calls answered NOSCRIPT are repeated
+    (with EVAL, on `client`), and the first error answer raises."""
+    again = _unknown_scripts(batch, results)
+    if again is not None:
+        _fill(results, again, await run(client, again[1]))
     return _checked(results)
 
 

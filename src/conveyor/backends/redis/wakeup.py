@@ -13,6 +13,12 @@ stale ones, so a burst wakes as many workers as it needs, one round trip apart.
 
 On one server a wait is one BLPOP over all the worker's queues. On Cluster the queues'
 lists live in different slots, so each gets its own BLPOP and the first answer wins.
+
+A worker's idle claim (`fetch_when_ready`, one server) sends its claim calls right behind
+the BLPOP on the same connection: Redis holds them until the BLPOP returns and runs them
+at once, so the jobs are leased the moment they arrive and come back with the wake-up, in
+the same reply. An interrupt (the worker stopping) ends the BLPOP early with
+``CLIENT UNBLOCK``, sent on the command connection, and the claim still runs and answers.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from redis import exceptions as rx
 
 from ...errors import BackendUnavailableError
 from .keyspace import Keyspace
-from .scripts import backend_error
+from .scripts import Batch, backend_error, complete
 
 MIN_BLOCK = 0.001  # BLPOP 0 would block forever
 SLACK = 5.0  # extra time given to a BLPOP reply before the connection is deemed lost
@@ -102,3 +108,49 @@ class Waker:
             for t in waits:
                 with contextlib.suppress(BaseException):
                     await t
+
+    async def claim_on_wake(self, queues: Sequence[str], timeout: float, batch: Batch,
+                            interrupt: asyncio.Event, commands: Any) -> list[Any]:
+        """Block on the queues' wake lists for up to `timeout` seconds, then run `batch`
+        (one server only), all in one round trip; `batch`'s answers, scripts unknown to
+        the server repeated on `commands` (the command client)."""
+        keys = [self._ks.queue(q).wake for q in queues]
+        pool = self._client.connection_pool
+        try:
+            conn = await pool.get_connection()
+        except rx.RedisError as exc:
+            raise backend_error(exc) from exc
+        unblock: asyncio.Task[None] | None = None
+        clean = False
+        try:
+            await conn.send_packed_command(conn.pack_commands(
+                [("CLIENT", "ID"), ("BLPOP", *keys, round(max(timeout, MIN_BLOCK), 3)),
+                 *batch.commands]))
+            async with asyncio.timeout(timeout + SLACK):
+                blocked_id = await conn.read_response()
+                unblock = asyncio.ensure_future(_unblock_on(interrupt, commands, blocked_id))
+                await conn.read_response()  # the BLPOP's: woken or not, the claim ran
+                results: list[Any] = []
+                for _ in batch.commands:
+                    try:
+                        results.append(await conn.read_response())
+                    except rx.ResponseError as exc:  # this call's error; the rest answer
+                        results.append(exc)
+            clean = True
+        except rx.RedisError as exc:
+            raise backend_error(exc) from exc
+        except TimeoutError:
+            raise BackendUnavailableError("redis did not answer a blocking wait in time") from None
+        finally:
+            if unblock is not None:
+                unblock.cancel()  # a plain coroutine on the command client: never swallowed
+            if not clean:  # replies may still be on their way: the connection is spent
+                await conn.disconnect(nowait=True)
+            await pool.release(conn)
+        return await complete(commands, batch, results)
+
+
+async def _unblock_on(interrupt: asyncio.Event, commands: Any, client_id: int) -> None:
+    await interrupt.wait()
+    with contextlib.suppress(rx.RedisError):
+        await commands.execute_command("CLIENT", "UNBLOCK", client_id)
