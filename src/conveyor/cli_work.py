@@ -27,11 +27,15 @@ from . import cli_format as fmt
 from .app import Conveyor
 from .errors import ConfigurationError, JobCancelledError, JobFailedError, ResultTimeoutError
 from .jobs import Job, JobState
+from .stopping import cancel_until_done
 from .task import check_options
 from .worker import Worker
 
 DEV_APP = "examples.reports:app"
 DEV_URL = "sqlite:///conveyor.db"
+# How long a dev service gets to stop on its first cancellation before it is cancelled
+# again: past the HTTP API's graceful shutdown (10 s), which a second cancel would cut short.
+SERVICE_GRACE = 15.0
 
 
 def _note(message: str) -> None:
@@ -120,17 +124,15 @@ def _queue_names(values: Sequence[str] | None) -> list[str]:
 
 async def _run_worker(app: Conveyor, worker: Worker, *others: Coroutine[Any, Any, None]) -> None:
     """Run the worker; services beside it (dev) run until it stops, then are cancelled
-    (each stops gracefully on cancellation)."""
+    (each stops gracefully on cancellation; one that has not stopped SERVICE_GRACE
+    seconds later is cancelled again, so a swallowed cancellation cannot hang the exit)."""
     worker.install_signal_handlers()
     services = [asyncio.ensure_future(other) for other in others]
     try:
         await worker.run()
     finally:
-        for service in services:
-            service.cancel()
-        for result in await asyncio.gather(*services, return_exceptions=True):
-            if isinstance(result, Exception):
-                logging.getLogger("conveyor").error("dev service failed: %s", result)
+        for error in await cancel_until_done(*services, again_after=SERVICE_GRACE):
+            logging.getLogger("conveyor").error("dev service failed: %s", error)
         await app.aclose()
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ResultTimeoutError
+from .stopping import cancel_until_done
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -35,10 +36,18 @@ async def adrain(app: Conveyor, queues: Sequence[str] | None = None, *,
     worker_options.setdefault("lease", 5.0)
     worker_options.setdefault("poll_interval", 0.05)
     worker = Worker(app, queues, concurrency=concurrency, **worker_options)
+    run = asyncio.ensure_future(worker.run(until_idle=True))
     try:
-        await asyncio.wait_for(worker.run(until_idle=True), timeout)
-    except TimeoutError:
-        raise ResultTimeoutError("drain", timeout, "not idle") from None
+        done, _ = await asyncio.wait({run}, timeout=timeout)
+    finally:
+        if not run.done():
+            # not wait_for, which cancels once and then waits for the worker to end: a
+            # cancellation swallowed inside a backend call would leave it waiting forever
+            worker.stop(hard=True)
+            await cancel_until_done(run)
+    if not done:
+        raise ResultTimeoutError("drain", timeout, "not idle")
+    run.result()  # the worker's error, if it failed
     return worker.processed
 
 

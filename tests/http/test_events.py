@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from conveyor import Conveyor, JobFilter
 from conveyor.http.events import EventHub
 from conveyor.testing import adrain
-from tests.helpers import WorkerProcess
+from tests.helpers import SwallowingCall, WorkerProcess
 from tests.http.conftest import ADMIN, HTTP_APP, ServeProcess
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -256,6 +257,25 @@ async def test_a_hub_that_cannot_read_refuses_subscribers_and_stops(tmp_path: An
         assert hub._task is not None and hub._task.done()
     finally:
         await hub.aclose()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("retry", [0.0, 3600.0], ids=["call-returns", "call-retries"])
+async def test_closing_the_hub_stops_its_reader_though_a_read_swallowed_the_cancel(
+        conveyor_app: Conveyor, monkeypatch: pytest.MonkeyPatch, retry: float) -> None:
+    """As redis-py 8.1's asyncio client sometimes does inside a call. call-returns: the
+    reader loops on as if nothing happened; call-retries: the read itself goes on."""
+    hub = EventHub(conveyor_app)
+    try:
+        sub = await hub.subscribe()
+        backend = conveyor_app.backend
+        read = SwallowingCall(backend.events, "conveyor-event-hub", retry=retry)
+        monkeypatch.setattr(backend, "events", read)
+        await read.entered.wait()
+    finally:
+        await hub.aclose()
+    assert read.swallowed and sub.closed
+    assert hub._task is not None and hub._task.done()
 
 
 async def test_removed_jobs_are_found_for_all_followers_in_one_query(

@@ -20,6 +20,7 @@ from ..app import Conveyor
 from ..backends.base import Backend, QueueInfo, WorkerInfo
 from ..http.events import EventHub, Subscription
 from ..jobs import Event
+from ..stopping import cancel_until_done
 from .stats import Throughput
 
 log = logging.getLogger("conveyor.dashboard")
@@ -46,6 +47,7 @@ class Live:
         self._snapshot_lock: asyncio.Lock | None = None
         self._watchers = 0
         self._counter: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def backend(self) -> Backend:
         await self.conveyor.aopen()
@@ -83,7 +85,7 @@ class Live:
     async def watching(self) -> AsyncIterator[None]:
         """An overview page is open: keep the throughput counter running meanwhile."""
         self._watchers += 1
-        if self._counter is None or self._counter.done():
+        if not self._closing and (self._counter is None or self._counter.done()):
             self._counter = asyncio.create_task(self._count(), name="dashboard-throughput")
         try:
             yield
@@ -100,7 +102,7 @@ class Live:
                 last = start
                 idle_since: float | None = None
                 try:
-                    while not sub.closed:
+                    while not sub.closed and not self._closing:
                         events = await sub.get(1.0)
                         if sub.overflowed:  # fell behind: read the gap from the backend
                             sub.recovered()
@@ -115,11 +117,8 @@ class Live:
                             idle_since = time.monotonic()
                         elif time.monotonic() - idle_since > self.linger:
                             return
-                finally:
-                    if not backfill.done():
-                        backfill.cancel()
-                    with contextlib.suppress(BaseException):
-                        await backfill
+                finally:  # it reads the backend: a cancellation may be swallowed there
+                    await cancel_until_done(backfill)
         except Exception as exc:  # the charts go stale; counts and pages keep working
             log.warning("dashboard: throughput counter stopped: %s", exc)
 
@@ -142,7 +141,8 @@ class Live:
         return events
 
     async def close(self) -> None:
-        if self._counter is not None and not self._counter.done():
-            self._counter.cancel()
-            with contextlib.suppress(BaseException):
-                await self._counter
+        """Stop the throughput counter, even if a cancellation is swallowed in a backend
+        call (its loop also ends at its next turn once closing)."""
+        self._closing = True
+        if self._counter is not None:
+            await cancel_until_done(self._counter)

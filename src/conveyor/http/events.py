@@ -50,6 +50,7 @@ from ..app import Conveyor
 from ..backends.base import Backend, JobFilter
 from ..errors import BackendUnavailableError
 from ..jobs import FINAL_STATES, Event, Job, JobState
+from ..stopping import cancel_until_done
 from ..task import MAX_QUEUE_NAME
 from . import models as m
 from .deps import backend_of, conveyor_of, read_access
@@ -191,15 +192,11 @@ class EventHub:
 
     async def aclose(self) -> None:
         self._close_all()
-        task = self._task
         # A cancellation can be swallowed inside the Redis client (seen in tests: the tail
         # went on looping and aclose waited forever): cancel again until the task ends;
-        # the tail also stops by itself once closing.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.2)
-        if task is not None and not task.cancelled():
-            task.exception()  # retrieved: an error on the way out is not worth a warning
+        # the tail also stops by itself once closing. An error on the way out is dropped.
+        if self._task is not None:
+            await cancel_until_done(self._task)
 
     # -- the tail ----------------------------------------------------------------------
     def _ensure_running(self) -> asyncio.Event:
