@@ -6,7 +6,7 @@
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
--- ARGV[1]      events kept per queue (XADD MAXLEN ~)
+-- ARGV[1]      events kept per queue (MAXLEN ~, see includes/events.lua)
 -- ARGV[2]      'claim' or 'peek'
 -- ARGV[3]      limit: how many jobs to claim (claim) or to show (peek)
 -- ARGV[4]      worker id
@@ -88,18 +88,25 @@ elseif limit > #claims then
     local f = redis.call('HMGET', jk, unpack(CLAIM_FIELDS))
     if f[1] == 'waiting' then
       local attempt = num(f[2]) + 1
-      local attempt_text = int(attempt)
+      local attempt_text = f[2] and int(attempt) or '1'  -- a first attempt: no printf
       local token = ARGV[6] .. id
       redis.call('HSET', jk, 'state', 'active', 'attempt', attempt_text, 'worker', ARGV[4],
                  'started_at', t, 'token', token,
                  'ev', emit_state(now, id, 'active', attempt_text))
-      leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       claims[#claims + 1] = {id, attempt, token}
       claimed[#claimed + 1] = f
     end
   end
-  call_chunked('ZADD', ACTIVE, leases)
+  -- The new leases share one deadline, so the active set orders them by id. Added in
+  -- reverse claim order (ids grow with time), each lands before the last one added
+  -- instead of after a scan of them all: the set is small, so a listpack kept in order.
+  local pairs_desc = {}
+  for i = #leases, 1, -1 do
+    pairs_desc[#pairs_desc + 1] = deadline
+    pairs_desc[#pairs_desc + 1] = leases[i]
+  end
+  call_chunked('ZADD', ACTIVE, pairs_desc)
 end
 if mode == 'claim' and #claims > 0 then
   local ids = {}

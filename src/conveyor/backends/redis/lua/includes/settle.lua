@@ -6,15 +6,20 @@ local settle_left = {}  -- ids leaving the active set
 local settle_sets = {[COMPLETED] = {}, [FAILED] = {}, [CANCELLED] = {}, [DELAYED] = {},
                      [WAITING] = {}}
 
+-- The job's place in the waiting set: {priority, scheduled_at, seq}. Read only when it
+-- goes back there: every field an HMGET asks for costs Redis a lookup and Lua a string.
+local function waiting_place(jk)
+  return redis.call('HMGET', jk, 'priority', 'scheduled_at', 'seq')
+end
+
 local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary)
   local jk = job_key(id)
-  local cur = redis.call('HMGET', jk, 'state', 'token', 'attempt', 'priority',
-                         'scheduled_at', 'seq')
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'attempt')
   if cur[1] ~= 'active' or cur[2] ~= token then
     return 0
   end
   local attempt = cur[3] or '0'  -- text: an event needs no number formatting
-  local t = int(now)
+  local t = now_text(now)
   settle_left[#settle_left + 1] = id
   if outcome == 'completed' then
     local eid = emit_state(now, id, 'completed', attempt)
@@ -41,14 +46,16 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
       local state = 'waiting'
       if due > now then state = 'delayed' end
       local eid = emit_state(now, id, state, attempt, summary)
-      redis.call('HSET', jk, 'state', state, 'scheduled_at', int(due), 'token', '', 'ev', eid,
+      local due_text = int(due)
+      redis.call('HSET', jk, 'state', state, 'scheduled_at', due_text, 'token', '', 'ev', eid,
                  'errors', errors)
       if state == 'delayed' then
         local s = settle_sets[DELAYED]
-        s[#s + 1] = int(due)
+        s[#s + 1] = due_text
         s[#s + 1] = id
       else
-        waiting_pair(settle_sets[WAITING], id, cur[4], due, cur[6])
+        local place = waiting_place(jk)
+        waiting_pair(settle_sets[WAITING], id, place[1], due, place[3])
       end
     end
   elseif outcome == 'cancelled' then
@@ -68,7 +75,8 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
     local eid = emit_state(now, id, 'waiting', attempt)
     redis.call('HSET', jk, 'state', 'waiting', 'attempt', attempt, 'token', '', 'ev', eid)
     redis.call('HDEL', jk, 'worker', 'started_at')
-    waiting_pair(settle_sets[WAITING], id, cur[4], cur[5], cur[6])
+    local place = waiting_place(jk)
+    waiting_pair(settle_sets[WAITING], id, place[1], place[2], place[3])
   end
   return 1
 end
