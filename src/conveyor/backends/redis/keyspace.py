@@ -31,7 +31,9 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
     P:{q:Q}:events       stream  state changes, progress and log lines; entry id "<n>-0"
                                  where n = max(last + 1, now_ms * 1000), so ids only grow
                                  and are tied to time (pruned with XTRIM MINID, capped with
-                                 XADD MAXLEN ~); fields j (job id) k (kind) d (JSON) a (at)
+                                 MAXLEN ~: a script's first XADD trims, one that adds more
+                                 trims once at its end); fields j (job id) k (kind) d (JSON)
+                                 a (at)
     P:{q:Q}:meta         hash    seq (enqueue counter), ev (last event id), paused (1/0)
     P:{q:Q}:wake         list    wake-up tokens for idle workers (BLPOP), at most 16
     P:{q:Q}:meta:claim:<worker>:<0|1>

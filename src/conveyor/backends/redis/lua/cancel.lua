@@ -3,7 +3,7 @@
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
--- ARGV[1]      events kept per queue (XADD MAXLEN ~)
+-- ARGV[1]      events kept per queue (MAXLEN ~, see includes/events.lua)
 -- ARGV[2..9]   the selection (see includes/select.lua); ARGV[10..] ids in 'ids' mode
 -- Returns {ids changed, entries to skip on the next call, 1 when the set is exhausted}.
 

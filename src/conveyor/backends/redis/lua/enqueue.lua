@@ -9,7 +9,7 @@
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
 -- KEYS[14]     when indexing here: the set of queue names (joined at a queue's first job)
 -- KEYS[15..]   when indexing here: the id index shards the jobs' ids fall in
--- ARGV[1]      events kept per queue (XADD MAXLEN ~)
+-- ARGV[1]      events kept per queue (MAXLEN ~, see includes/events.lua)
 -- ARGV[2]      queue name
 -- ARGV[3]      '1': index the ids here; '0': the caller did
 -- ARGV[4..]    10 values per job: id, task, call JSON ([args, kwargs]), opts JSON

@@ -3,7 +3,7 @@
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
--- ARGV[1]      events kept per queue (XADD MAXLEN ~)
+-- ARGV[1]      events kept per queue (MAXLEN ~, see includes/events.lua)
 -- ARGV[2]      job id
 -- ARGV[3]      lease token
 -- ARGV[4]      the progress value as JSON

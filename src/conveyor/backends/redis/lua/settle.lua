@@ -3,7 +3,7 @@
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
--- ARGV[1]      events kept per queue (XADD MAXLEN ~)
+-- ARGV[1]      events kept per queue (MAXLEN ~, see includes/events.lua)
 -- ARGV[2]      number of settlements that follow
 -- ARGV[3..]    settlements, six values each (see includes/settle.lua)
 -- Returns one flag per settlement: 1 recorded, 0 the lease was no longer held.

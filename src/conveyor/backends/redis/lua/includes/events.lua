@@ -1,12 +1,15 @@
 -- Recording events: one stream entry per state change, progress report or log line.
 -- Ids are "<n>-0" with n = max(last + 1, now_ms * 1000): they only grow, they say when,
 -- and a queue's first event starts one millisecond ahead (see the global merge in
--- keyspace.py). ARGV[1] of every queue script caps the stream (XADD MAXLEN ~).
+-- keyspace.py). ARGV[1] of every queue script caps the stream (MAXLEN ~): the first
+-- event of a script trims with its XADD, and a script that emits more trims once at the
+-- end (one XTRIM instead of a trim per XADD; trimming whole nodes from the head, it
+-- leaves the same stream).
 -- A script that emits must call events_done() before it returns: it saves the last id.
 -- A script that reads the queue's meta hash anyway passes its "ev" to events_prime().
 local events_last = false
+local events_count = 0
 local events_primed, events_prime_value = false, nil
-local events_at, events_at_text = nil, nil  -- the last `now` and its text, formatted once
 
 local function events_prime(last)
   events_primed, events_prime_value = true, last
@@ -24,9 +27,13 @@ local function emit(now, id, kind, data)
   end
   events_last = events_last + 1
   local eid = int(events_last)
-  if now ~= events_at then events_at, events_at_text = now, int(now) end
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', ARGV[1], eid .. '-0',
-             'j', id, 'k', kind, 'd', data, 'a', events_at_text)
+  events_count = events_count + 1
+  if events_count == 1 then
+    redis.call('XADD', EVENTS, 'MAXLEN', '~', ARGV[1], eid .. '-0',
+               'j', id, 'k', kind, 'd', data, 'a', now_text(now))
+  else
+    redis.call('XADD', EVENTS, eid .. '-0', 'j', id, 'k', kind, 'd', data, 'a', now_text(now))
+  end
   return eid
 end
 
@@ -45,6 +52,7 @@ end
 
 -- Save the last id, with any other field/value pairs of the meta hash (one HSET).
 local function events_done(...)
+  if events_count > 1 then redis.call('XTRIM', EVENTS, 'MAXLEN', '~', ARGV[1]) end
   if events_last then
     redis.call('HSET', META, 'ev', int(events_last), ...)
   elseif select('#', ...) > 0 then
