@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import hiredis
+import redis.asyncio
+
+import redis
 from redis import exceptions as rx
 
 from ...errors import BackendError, BackendUnavailableError
@@ -115,8 +119,12 @@ def run_blocking(client: Any, batch: Batch) -> list[Any]:
         return []
     try:
         if len(batch.commands) == 1:
+            command = batch.commands[0]
             try:
-                results = [client.execute_command(*batch.commands[0])]
+                if command[0] == "EVALSHA" and isinstance(client, redis.Redis):
+                    results = [_script_blocking(client, command)]
+                else:
+                    results = [client.execute_command(*command)]
             except rx.NoScriptError as exc:
                 results = [exc]
         else:
@@ -160,6 +168,46 @@ def _checked(results: list[Any]) -> list[Any]:
 
 async def _one(client: Any, command: tuple[Any, ...]) -> Any:
     try:
+        if command[0] == "EVALSHA" and isinstance(client, redis.asyncio.Redis):
+            return await _script(client, command)
         return await client.execute_command(*command)
     except rx.NoScriptError as exc:
         return exc
+
+
+# One script call on one server goes to a pooled connection directly. redis-py's command
+# layer (observability hooks, reply callbacks, none of which a script's reply needs) costs
+# more client CPU than the call itself: a sync PING ~60-120 us through it, ~35 us without.
+# The retry on a dropped connection is the client's own, as in redis-py.
+
+async def _script(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
+    pool: Any = client.connection_pool
+    conn = await pool.get_connection()
+    packed = [hiredis.pack_command(command)]
+
+    async def send() -> Any:
+        await conn.send_packed_command(packed)
+        return await conn.read_response()
+
+    async def drop(_: Exception) -> None:
+        await conn.disconnect()
+
+    try:
+        return await conn.retry.call_with_retry(send, drop)
+    finally:
+        await pool.release(conn)
+
+
+def _script_blocking(client: redis.Redis, command: tuple[Any, ...]) -> Any:
+    pool: Any = client.connection_pool
+    conn = pool.get_connection()
+    packed = [hiredis.pack_command(command)]
+
+    def send() -> Any:
+        conn.send_packed_command(packed)
+        return conn.read_response()
+
+    try:
+        return conn.retry.call_with_retry(send, lambda _: conn.disconnect())
+    finally:
+        pool.release(conn)
