@@ -104,3 +104,35 @@ async def test_a_stream_written_by_many_events_per_call_stays_capped(
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
     finally:
         await b.close()
+
+
+async def test_an_enqueue_stores_each_job_where_the_keyspace_says(
+        backend: RedisBackend, raw: redis.Redis) -> None:
+    low, high = new_job(priority=-3), new_job(priority=7, key="k")
+    overdue, later = new_job(run_at_ms=1000), new_job(delay_ms=60_000)
+    stored = [e.job for e in await backend.enqueue([low, high, overdue, later])]
+    keys = backend.keys.queue("q").keys
+    hashes = [raw.hgetall(keys[0] + job.id) for job in stored]
+    assert [int(h["seq"]) for h in hashes] == [1, 2, 3, 4]
+    assert [h["state"] for h in hashes] == ["waiting", "waiting", "waiting", "delayed"]
+    assert [int(h["scheduled_at"]) for h in hashes] == [j.scheduled_at for j in stored]
+    assert int(hashes[2]["scheduled_at"]) == 1000
+    assert {h["created_at"] for h in hashes} == {str(stored[0].created_at)}
+    assert hashes[1]["key"] == "k" and "key" not in hashes[0]
+    assert {k for k in hashes[0] if k != "key"} == {
+        "id", "queue", "task", "call", "opts", "state", "priority", "max_stalls",
+        "created_at", "scheduled_at", "seq", "ev"}
+
+    def member(at: int, seq: int, job_id: str) -> str:
+        return f"{at:013d}{seq:012d}:{job_id}"
+
+    created = stored[0].created_at
+    assert raw.zrange(keys[7], 0, -1, withscores=True) == [
+        (member(created, i + 1, j.id), 0.0) for i, j in enumerate(stored)]
+    assert raw.zrange(keys[1], 0, -1, withscores=True) == [
+        (member(created, 2, high.id), -7.0), (member(1000, 3, overdue.id), 0.0),
+        (member(created, 1, low.id), 3.0)]
+    assert raw.zrange(keys[2], 0, -1, withscores=True) == [
+        (later.id, float(stored[3].scheduled_at))]
+    assert raw.hgetall(keys[8]) == {"k": high.id}
+    assert await _claim_ids(backend, 3) == [high.id, overdue.id, low.id]

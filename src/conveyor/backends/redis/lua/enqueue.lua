@@ -66,30 +66,39 @@ for a = 4, #ARGV, 10 do
     out[#out + 1] = reply
   else
     seq = seq + 1
+    local seq_text = int(seq)
     local due = now + tonumber(ARGV[a + 6])
     if ARGV[a + 7] ~= '' then due = tonumber(ARGV[a + 7]) end
     if due < 0 then due = 0 end
-    local state = 'waiting'
+    local state, due_text = 'waiting', t
     if due > now then state = 'delayed' end
-    local h = {'id', id, 'queue', queue, 'task', ARGV[a + 1], 'call', ARGV[a + 2],
-               'opts', ARGV[a + 3], 'state', state, 'priority', ARGV[a + 4],
-               'max_stalls', ARGV[a + 8], 'created_at', t, 'scheduled_at', int(due),
-               'seq', int(seq), 'ev', emit_state(now, id, state, '0')}
-    if key ~= '' then
-      h[#h + 1] = 'key'
-      h[#h + 1] = key
+    if due ~= now then due_text = int(due) end
+    local ev = emit_state(now, id, state, '0')
+    -- the arguments as they are, not gathered in a table for unpack: one HSET either way
+    if key == '' then
+      redis.call('HSET', job_key(id), 'id', id, 'queue', queue, 'task', ARGV[a + 1],
+                 'call', ARGV[a + 2], 'opts', ARGV[a + 3], 'state', state,
+                 'priority', ARGV[a + 4], 'max_stalls', ARGV[a + 8], 'created_at', t,
+                 'scheduled_at', due_text, 'seq', seq_text, 'ev', ev)
+    else
+      redis.call('HSET', job_key(id), 'id', id, 'queue', queue, 'task', ARGV[a + 1],
+                 'call', ARGV[a + 2], 'opts', ARGV[a + 3], 'state', state,
+                 'priority', ARGV[a + 4], 'max_stalls', ARGV[a + 8], 'created_at', t,
+                 'scheduled_at', due_text, 'seq', seq_text, 'ev', ev, 'key', key)
       held[key] = id
       keys[#keys + 1] = key
       keys[#keys + 1] = id
     end
-    redis.call('HSET', job_key(id), unpack(h))
+    local member = order_member_text(t, seq_text, id)
     listed[#listed + 1] = '0'
-    listed[#listed + 1] = order_member(now, seq, id)
+    listed[#listed + 1] = member
     if state == 'delayed' then
-      delayed[#delayed + 1] = int(due)
+      delayed[#delayed + 1] = due_text
       delayed[#delayed + 1] = id
     else
-      waiting_pair(waiting, id, ARGV[a + 4], due, seq)
+      waiting[#waiting + 1] = waiting_score(ARGV[a + 4])
+      if due ~= now then member = order_member_text(due_text, seq_text, id) end
+      waiting[#waiting + 1] = member
     end
     out[#out + 1] = {1, now, due, state}
   end

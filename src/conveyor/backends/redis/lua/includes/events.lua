@@ -40,12 +40,18 @@ end
 -- A state change; returns the event id, which the caller stores as the job's "ev" (its
 -- latest event, the upper end of a scan for one job's events). `attempt` is best passed
 -- as text: formatting a Lua number costs Redis a printf.
+local events_attempt_data = {}  -- attempt text -> its event data, built once per script
+
 local function emit_state(now, id, state, attempt, error_summary)
   local data
   if error_summary then
     data = '{"attempt":' .. attempt .. ',"error":' .. error_summary .. '}'
   else
-    data = '{"attempt":' .. attempt .. '}'
+    data = events_attempt_data[attempt]
+    if not data then
+      data = '{"attempt":' .. attempt .. '}'
+      events_attempt_data[attempt] = data
+    end
   end
   return emit(now, id, state, data)
 end

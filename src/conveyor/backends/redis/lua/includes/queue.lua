@@ -26,6 +26,14 @@ local function order_member(t, seq, id)
   return string.format('%013d%012d:', t, seq) .. id
 end
 
+-- The same from a time and a seq already formatted (int(), neither negative): string
+-- padding instead of a printf per number.
+local ORDER_ZEROS = '0000000000000'
+local function order_member_text(t_text, seq_text, id)
+  if #t_text < 13 then t_text = string.sub(ORDER_ZEROS, #t_text + 1) .. t_text end
+  return t_text .. string.sub(ORDER_ZEROS, #seq_text + 2) .. seq_text .. ':' .. id
+end
+
 local function member_id(member)
   return string.sub(member, 27)
 end
@@ -47,6 +55,13 @@ end
 local function waiting_pair(pairs, id, priority, scheduled_at, seq)
   pairs[#pairs + 1] = -tonumber(priority)
   pairs[#pairs + 1] = order_member(tonumber(scheduled_at), tonumber(seq), id)
+end
+
+-- The score of a new job (priority as text) in the waiting set: -priority as text, as
+-- Redis would print -tonumber(priority), which costs it a printf.
+local function waiting_score(priority)
+  if string.byte(priority) == 45 then return string.sub(priority, 2) end  -- '-'
+  return '-' .. priority
 end
 
 local function remove_waiting(id, priority, scheduled_at, seq)
