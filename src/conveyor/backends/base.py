@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..jobs import Event, Job, JobState
+from ..stopping import cancel_until_done
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,9 +259,9 @@ class Backend(abc.ABC):
             try:
                 await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                await stop_tasks(waiting, stop)
-            if not waiting.cancelled() and waiting.exception() is not None:
-                raise waiting.exception()  # type: ignore[misc]
+                errors = await cancel_until_done(waiting, stop)
+            if errors:
+                raise errors[0]
         return await self.fetch(queues, limit, worker_id, lease_ms)
 
     # -- maintenance --------------------------------------------------------------------
@@ -325,16 +326,3 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def set_paused(self, queue: str, paused: bool) -> None: ...
 
-
-async def stop_tasks(*tasks: asyncio.Future[Any]) -> None:
-    """Cancel `tasks` and wait until each has ended. A cancellation can be swallowed
-    inside a client library (seen with redis-py's asyncio client), so it is repeated
-    until the task is done instead of awaited once, which could wait forever."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for t in pending:
-            t.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.2)
-    for t in tasks:
-        if not t.cancelled():
-            t.exception()  # retrieved: the caller decides what an error means

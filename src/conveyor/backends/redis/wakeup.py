@@ -31,6 +31,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from ...errors import BackendUnavailableError
+from ...stopping import cancel_until_done
 from .keyspace import Keyspace
 from .scripts import Batch, backend_error, complete
 
@@ -103,11 +104,7 @@ class Waker:
                     raise error
             return any(t.result() for t in done)
         finally:
-            for t in waits:
-                t.cancel()
-            for t in waits:
-                with contextlib.suppress(BaseException):
-                    await t
+            await cancel_until_done(*waits)
 
     async def claim_on_wake(self, queues: Sequence[str], timeout: float, batch: Batch,
                             interrupt: asyncio.Event, commands: Any) -> list[Any]:
