@@ -99,8 +99,9 @@ elseif limit > #claims then
     end
   end
   -- The new leases share one deadline, so the active set orders them by id. Added in
-  -- reverse claim order (ids grow with time), each lands before the last one added
-  -- instead of after a scan of them all: the set is small, so a listpack kept in order.
+  -- descending id order, each lands before the last one added instead of after a scan
+  -- of them all: the set is small, so a listpack kept in order.
+  table.sort(leases)
   local pairs_desc = {}
   for i = #leases, 1, -1 do
     pairs_desc[#pairs_desc + 1] = deadline
