@@ -11,6 +11,14 @@ minus a run that does everything but the jobs (start-up, script loading, shutdow
 To turn instructions into time on this machine, divide by the redis-server instructions
 per microsecond (about 5,000 on the 2-core VM this was written on: compare with Redis CPU
 per job from `bench/redis_run.py`).
+
+To see where the instructions go, keep the three callgrind files (--keep DIR: base,
+enqueue, work) and compare the inclusive cost of each function between two of them:
+
+    callgrind_annotate --inclusive=yes --tree=calling DIR/work.out
+
+(redis-server is stripped: commands keep their names, e.g. hsetCommand, xaddCommand,
+scriptCall, parseReply; Lua's internals show as addresses.)
 """
 
 from __future__ import annotations
@@ -65,8 +73,8 @@ async def drive(url: str, jobs: int, process: bool) -> None:
         await backend.close()
 
 
-def instructions(jobs: int, process: bool) -> int:
-    """redis-server's total instructions for one run."""
+def instructions(jobs: int, process: bool, keep: Path | None = None) -> int:
+    """redis-server's total instructions for one run (its callgrind file kept as `keep`)."""
     with tempfile.TemporaryDirectory(prefix="bench-redis-cg-") as folder:
         out = Path(folder) / "callgrind.out"
         port = free_port()
@@ -94,18 +102,25 @@ def instructions(jobs: int, process: bool) -> int:
         found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
         if found is None:
             raise RuntimeError("callgrind wrote no totals")
+        if keep is not None:
+            shutil.copyfile(out, keep)
         return int(found.group(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=2000)
-    jobs = parser.parse_args().jobs
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the callgrind files here (base.out, enqueue.out, work.out)")
+    options = parser.parse_args()
+    jobs, keep = options.jobs, options.keep
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed (apt-get install valgrind)")
-    base = instructions(0, False)
-    enqueued = instructions(jobs, False)
-    processed = instructions(jobs, True)
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    base = instructions(0, False, keep and keep / "base.out")
+    enqueued = instructions(jobs, False, keep and keep / "enqueue.out")
+    processed = instructions(jobs, True, keep and keep / "work.out")
     enqueue = (enqueued - base) / jobs
     work = (processed - enqueued) / jobs
     print(f"redis-server instructions per job ({jobs} jobs, callgrind):")
