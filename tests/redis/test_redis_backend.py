@@ -533,3 +533,19 @@ async def test_two_claim_calls_of_one_worker_in_flight_take_different_jobs(
     again = await backend.fetch(["q"], 3, W, LEASE, settle=[
         Settlement(c.job.id, c.token, Outcome.COMPLETED) for c in first.claims])
     assert again.claims == [] and again.settled == [True] * 3
+
+
+async def test_a_claimed_job_is_the_job_as_stored(backend: RedisBackend) -> None:
+    """The claim decodes the job from the script's reply, not from a read: every field
+    must come out as `get` reads it (distinct values, so no two fields can swap)."""
+    job = new_job(args_json='["a", 1]', kwargs_json='{"k": [2]}', priority=7, key="dedup",
+                  max_attempts=5, max_stalls=3, timeout=12.5, meta_json='{"m": true}',
+                  backoff_json='{"kind": "fixed", "delay": 4.0}')
+    await backend.enqueue([job])
+    [claim] = (await backend.fetch(["q"], 1, W, LEASE)).claims
+    stored = await backend.get(job.id)
+    assert claim.job == stored
+    assert (claim.job.priority, claim.job.key, claim.job.max_attempts, claim.job.max_stalls,
+            claim.job.timeout, claim.job.meta, claim.job.args, claim.job.kwargs,
+            claim.job.attempt, claim.job.worker) == (
+        7, "dedup", 5, 3, 12.5, {"m": True}, ["a", 1], {"k": [2]}, 1, W)
