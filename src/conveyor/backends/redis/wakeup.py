@@ -140,7 +140,7 @@ class Waker:
             raise BackendUnavailableError("redis did not answer a blocking wait in time") from None
         finally:
             if unblock is not None:
-                unblock.cancel()  # a plain coroutine on the command client: never swallowed
+                unblock.cancel()  # never awaited: nothing here can wait on it
             if not clean:  # replies may still be on their way: the connection is spent
                 await conn.disconnect(nowait=True)
             await pool.release(conn)
