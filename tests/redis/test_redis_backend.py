@@ -549,3 +549,19 @@ async def test_a_claimed_job_is_the_job_as_stored(backend: RedisBackend) -> None
             claim.job.timeout, claim.job.meta, claim.job.args, claim.job.kwargs,
             claim.job.attempt, claim.job.worker) == (
         7, "dedup", 5, 3, 12.5, {"m": True}, ["a", 1], {"k": [2]}, 1, W)
+
+
+async def test_an_enqueued_job_is_the_job_as_stored(backend: RedisBackend) -> None:
+    """enqueue answers with the job built from what it sent, not read back: every field
+    must come out as `get` reads it (distinct values, delayed so no two fields can swap)."""
+    job = new_job(args_json='["a", 1]', kwargs_json='{"k": [2]}', priority=7, key="dedup",
+                  max_attempts=5, max_stalls=3, timeout=12.5, meta_json='{"m": true}',
+                  backoff_json='{"kind": "fixed", "delay": 4.0}', delay_ms=60_000)
+    [enqueued] = await backend.enqueue([job])
+    assert enqueued.created
+    assert enqueued.job == await backend.get(job.id)
+    assert (enqueued.job.state, enqueued.job.priority, enqueued.job.key,
+            enqueued.job.max_attempts, enqueued.job.max_stalls, enqueued.job.timeout,
+            enqueued.job.backoff, enqueued.job.meta) == (
+        JobState.DELAYED, 7, "dedup", 5, 3, 12.5, {"kind": "fixed", "delay": 4.0}, {"m": True})
+    assert enqueued.job.scheduled_at - enqueued.job.created_at == 60_000

@@ -86,15 +86,14 @@ def new_job_args(new: NewJob) -> list[Any]:
 
 
 def created_job(new: NewJob, created_at: int, scheduled_at: int, state: str) -> Job:
-    """The job enqueue.lua just stored, without reading it back."""
+    """The job enqueue.lua just stored, without reading it back (positional, as in
+    `claim`; pinned by test_redis_backend.py::test_an_enqueued_job_is_the_job_as_stored)."""
     return Job(
-        id=new.id, queue=new.queue, task=new.task, args=loads(new.args_json),
-        kwargs=loads(new.kwargs_json), state=STATES[state], priority=new.priority,
-        key=new.key, attempt=0, max_attempts=new.max_attempts, stalls=0,
-        max_stalls=new.max_stalls, timeout=None if new.timeout is None else float(new.timeout),
-        backoff=loads(new.backoff_json), meta=loads(new.meta_json), progress=None,
-        result=None, errors=[], logs=[], created_at=created_at, scheduled_at=scheduled_at,
-        started_at=None, finished_at=None, worker=None, cancel_requested=False,
+        new.id, new.queue, new.task, loads(new.args_json), loads(new.kwargs_json),
+        STATES[state], new.priority, new.key, 0, new.max_attempts, 0, new.max_stalls,
+        None if new.timeout is None else float(new.timeout), loads(new.backoff_json),
+        loads(new.meta_json), None, None, [], [], created_at, scheduled_at, None, None, None,
+        False,
     )
 
 
