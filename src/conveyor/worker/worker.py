@@ -4,8 +4,9 @@ One asyncio loop per process. The loop claims up to half its slots in one backen
 that also records the outcomes of the jobs that just finished ("settle previous + fetch
 next"), so a busy worker makes one round trip per batch, not per job; under load two such
 calls are in flight, so the backend and the worker do not wait for each other. When
-there is nothing to claim it sleeps until the backend wakes it, the next delayed job is
-due, or a slot frees up: no busy polling.
+there is nothing to claim, its claim waits in the backend (`fetch_when_ready`: on Redis,
+behind a BLPOP) until work arrives, the next delayed job is due or the poll interval
+passes: no busy polling.
 
 ``async def`` tasks run on the loop, ``def`` tasks in a thread pool, and
 ``executor="process"`` tasks in child processes with hard timeouts. Leases are renewed by
