@@ -316,6 +316,47 @@ async def test_wait_for_work_returns_when_work_arrives(backend_url: str,
         await waiter.close()
 
 
+async def test_an_idle_claim_takes_work_that_arrives_while_it_waits(backend_url: str,
+                                                                   backend: Backend) -> None:
+    if not backend.capabilities.blocking_wakeup:
+        pytest.skip("backend has no blocking wake-up")
+    from conveyor.backends import backend_for
+
+    waiter = backend_for(backend_url)
+    await waiter.open()
+    try:
+        await waiter.wait_for_work(["q"], 0.01)  # set up the subscription
+        assert (await waiter.fetch(["q"], 5, W, LEASE)).claims == []  # idle
+        claim = asyncio.create_task(
+            waiter.fetch_when_ready(["q"], 5, W, LEASE, 10.0, asyncio.Event()))
+        await asyncio.sleep(0.1)
+        job = new_job()
+        started = time.monotonic()
+        await backend.enqueue([job])
+        fetched = await claim
+        assert time.monotonic() - started < 5.0  # woken by the enqueue, not the timeout
+        assert [c.job.id for c in fetched.claims] == [job.id]
+        assert fetched.claims[0].job.state is JobState.ACTIVE
+        stored = await backend.get(job.id)
+        assert stored is not None and stored.state is JobState.ACTIVE and stored.worker == W
+    finally:
+        await waiter.close()
+
+
+async def test_an_idle_claim_ends_on_interrupt_or_timeout_with_nothing(
+        backend: Backend) -> None:
+    assert (await backend.fetch(["q"], 5, W, LEASE)).claims == []
+    stop = asyncio.Event()
+    claim = asyncio.create_task(backend.fetch_when_ready(["q"], 5, W, LEASE, 30.0, stop))
+    await asyncio.sleep(0.1)
+    assert not claim.done()
+    stop.set()
+    done, _ = await asyncio.wait({claim}, timeout=10.0)  # far below its 30 s
+    assert done and claim.result().claims == []
+    fetched = await backend.fetch_when_ready(["q"], 5, W, LEASE, 0.2, asyncio.Event())
+    assert fetched.claims == [] and fetched.settled == []
+
+
 async def test_keys_are_scoped_to_their_queue(backend: Backend) -> None:
     [a] = await backend.enqueue([new_job("emails", key="user:1")])
     [b] = await backend.enqueue([new_job("reports", key="user:1")])
