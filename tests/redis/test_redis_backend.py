@@ -10,7 +10,6 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,30 +33,6 @@ from tests.redis_server import RedisServer, unique_url
 
 W = "worker-1"
 LEASE = 30_000
-
-
-@pytest.fixture
-def url(redis_server: RedisServer) -> str:
-    return unique_url(redis_server)
-
-
-@pytest.fixture
-async def backend(url: str) -> AsyncIterator[RedisBackend]:
-    b = RedisBackend(url)
-    await b.open()
-    try:
-        yield b
-    finally:
-        await b.close()
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(port=redis_server.port, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 async def opened(url: str) -> RedisBackend:

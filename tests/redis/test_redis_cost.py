@@ -8,10 +8,7 @@ report: about 30 us to enqueue, 35 us to claim and 25 us to settle a job.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 import redis
 from conveyor.backends.base import Outcome, Settlement
@@ -23,15 +20,6 @@ N = 1000
 BATCH = 50
 TOP_LEVEL = {"evalsha", "eval", "config|resetstat", "info"}
 TIMED = ("evalsha", "eval")  # a script's time includes its commands
-
-
-@pytest.fixture
-def stats(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(port=redis_server.port, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _measure(client: redis.Redis) -> tuple[dict[str, int], int, int]:
@@ -56,22 +44,22 @@ async def _work_off(b: RedisBackend) -> None:
 
 
 async def test_a_job_costs_one_round_trip_per_batch_and_few_commands(
-        redis_server: RedisServer, stats: redis.Redis) -> None:
+        redis_server: RedisServer, raw: redis.Redis) -> None:
     b = RedisBackend(unique_url(redis_server))
     await b.open()
     try:
         jobs = [new_job() for _ in range(N)]
-        stats.config_resetstat()
+        raw.config_resetstat()
         for i in range(0, N, 500):
             await b.enqueue(jobs[i:i + 500])
-        calls, inner, enqueue_usec = _measure(stats)
+        calls, inner, enqueue_usec = _measure(raw)
         assert calls["evalsha"] == N // 500  # one script call per batch, nothing else
         assert calls["hsetnx"] == N  # the id index is written by the script
         assert inner / N <= 3.1, f"{inner / N} commands per job (hsetnx, hset, xadd)"
 
-        stats.config_resetstat()
+        raw.config_resetstat()
         await _work_off(b)
-        calls, inner, work_usec = _measure(stats)
+        calls, inner, work_usec = _measure(raw)
         assert calls["evalsha"] == N // BATCH + 1  # settle previous + claim next: one call
         assert set(calls) <= TOP_LEVEL | {"hmget", "hset", "xadd", "zadd", "zrem", "zpopmin",
                                           "zrangebyscore", "zrange", "time", "hget", "zcard",
@@ -109,19 +97,19 @@ async def test_an_enqueue_is_one_round_trip(redis_server: RedisServer) -> None:
 
 
 async def test_a_finished_job_takes_a_few_kilobytes_of_redis_memory(
-        redis_server: RedisServer, stats: redis.Redis) -> None:
+        redis_server: RedisServer, raw: redis.Redis) -> None:
     """Bounded memory: what 10,000 jobs a day leave behind under the default retention
     (24 h of completed jobs) must stay in megabytes. Measured about 2.5 KB per no-op job:
     its hash, its places in the sets, three events, its id in the index."""
     b = RedisBackend(unique_url(redis_server))
     await b.open()
     try:
-        before = int(stats.info("memory")["used_memory"])
+        before = int(raw.info("memory")["used_memory"])
         jobs = [new_job() for _ in range(N)]
         for i in range(0, N, 500):
             await b.enqueue(jobs[i:i + 500])
         await _work_off(b)
-        per_job = (int(stats.info("memory")["used_memory"]) - before) / N
+        per_job = (int(raw.info("memory")["used_memory"]) - before) / N
         assert 1000 < per_job < 4096, f"{per_job:.0f} bytes per completed job"
     finally:
         await b.close()

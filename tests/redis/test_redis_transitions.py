@@ -4,10 +4,6 @@ and a stream written by many events in one script stays capped."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
-
 import redis
 from conveyor.backends.base import Outcome, Settlement
 from conveyor.backends.redis import RedisBackend
@@ -17,25 +13,6 @@ from tests.redis_server import RedisServer, unique_url
 
 W = "worker-1"
 LEASE = 30_000
-
-
-@pytest.fixture
-async def backend(redis_server: RedisServer) -> AsyncIterator[RedisBackend]:
-    b = RedisBackend(unique_url(redis_server))
-    await b.open()
-    try:
-        yield b
-    finally:
-        await b.close()
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(port=redis_server.port, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 async def _claim_ids(b: RedisBackend, n: int) -> list[str]:
