@@ -378,14 +378,12 @@ class RedisBackend(Backend):
             if not answered:
                 self._unanswered[(queue, worker_id, slot)] = prefix
 
-    async def _claim_calls(self, batch: Batch, calls: dict[str, tuple[str, int]],
-                           worker_id: str, sent: Awaitable[list[Any]] | None = None
-                           ) -> list[Any]:
-        """Run a batch of claim calls (or await `sent`, the batch sent by other means),
-        keeping the prefix and slot of each whose reply never came for the worker's next
-        call."""
+    async def _claim_calls(self, calls: dict[str, tuple[str, int]], worker_id: str,
+                           sent: Awaitable[list[Any]]) -> list[Any]:
+        """Await `sent`, a batch of claim calls on its way, keeping the prefix and slot of
+        each whose reply never came for the worker's next call."""
         try:
-            results = await (self._run(batch) if sent is None else sent)
+            results = await sent
         except BaseException:
             self._end_calls(calls, worker_id, answered=False)
             raise
@@ -395,8 +393,7 @@ class RedisBackend(Backend):
     async def fetch(self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int,
                     settle: Sequence[Settlement] = ()) -> Fetched:
         plan = self._plan_fetch(queues, limit, worker_id, lease_ms, settle)
-        results = await self._claim_calls(plan.batch, plan.prefixes, worker_id,
-                                          self._run(plan.batch))
+        results = await self._claim_calls(plan.prefixes, worker_id, self._run(plan.batch))
         return await self._fetched(plan, results, settle)
 
     async def fetch_when_ready(self, queues: Sequence[str], limit: int, worker_id: str,
@@ -410,10 +407,9 @@ class RedisBackend(Backend):
                                                   timeout, interrupt)
         assert self._waker is not None
         plan = self._plan_fetch(queues, limit, worker_id, lease_ms, ())
-        results = await self._claim_calls(plan.batch, plan.prefixes, worker_id,
-                                          self._waker.claim_on_wake(
-                                              plan.queues, timeout, plan.batch, interrupt,
-                                              self._client))
+        woken = self._waker.claim_on_wake(plan.queues, timeout, plan.batch, interrupt,
+                                          self._client)
+        results = await self._claim_calls(plan.prefixes, worker_id, woken)
         return await self._fetched(plan, results, ())
 
     def _plan_fetch(self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int,
@@ -482,7 +478,7 @@ class RedisBackend(Backend):
                                lease_ms, prefix, slot, 0)
         claims: list[Claim] = []
         dues: list[int] = []
-        results = await self._claim_calls(batch, prefixes, worker_id)
+        results = await self._claim_calls(prefixes, worker_id, self._run(batch))
         for queue, (_, leased, values, due, _, now) in zip(queues, results, strict=True):
             claims += [codec.claim(queue, worker_id, now, lease, v)
                        for lease, v in zip(leased, values, strict=True)]
