@@ -101,6 +101,9 @@ def check_options(
     if key is not None:
         if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidOptionError(f"key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+        if any(c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" for c in key):
+            # keys are shown in logs, the dashboard and its live streams: no line breaks
+            raise InvalidOptionError("key must not contain control characters or line breaks")
         out["key"] = key
     if meta is not None:
         if not isinstance(meta, dict):

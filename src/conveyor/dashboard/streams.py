@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -32,11 +33,19 @@ RETRY_MS = 2000
 MIN_GAP_S = 0.2  # coalesce bursts of progress/log events into one update
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def message(event: str, data: str, event_id: int | None = None) -> str:
+    """One SSE message. Every line break the spec knows (CRLF, CR, LF) starts a new
+    `data:` line, so text in the data (a key, a log line, an error) can never start a
+    field of its own (`event:`, `id:`, `retry:`) that the browser would obey."""
+    if _LINE_BREAK.search(event):
+        raise ValueError(f"an SSE event name has no line breaks: {event!r}")
     lines = [f"event: {event}"]
     if event_id is not None:
         lines.append(f"id: {event_id}")
-    lines += [f"data: {line}" for line in data.split("\n")]
+    lines += [f"data: {line}" for line in _LINE_BREAK.split(data)]
     return "\n".join(lines) + "\n\n"
 
 

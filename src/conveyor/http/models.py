@@ -29,6 +29,8 @@ QUEUE_PATTERN = r"^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$"
 _DURATION = r"\d{1,6}(\.\d{1,6})?(ms|s|m|h|d)?"
 DURATION_PATTERN = f"^{_DURATION}$"
 BACKOFF_PATTERN = f"^(exponential|fixed:{_DURATION}|{_DURATION}(,{_DURATION})*)$"
+# Keys: no control characters or line breaks (they show in logs and live streams).
+KEY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
 MAX_DELAY_SECONDS = 1e11  # above every duration the pattern allows; before the year 9999
 
 
@@ -50,7 +52,7 @@ class EnqueueOptions(BaseModel):
     run_at: AwareDatetime | None = Field(
         default=None, description="Run no sooner than this time (with a timezone).")
     key: str | None = Field(
-        default=None, min_length=1, max_length=MAX_KEY_LENGTH,
+        default=None, min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN,
         description="Deduplication key: while a job with this key is kept, enqueueing "
                     "again returns it instead of a new job (whatever the arguments). For "
                     "retry-safe requests prefer the Idempotency-Key header.")
