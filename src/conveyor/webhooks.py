@@ -214,11 +214,41 @@ def signed_headers(config: WebhookConfig, message_id: str, body: bytes,
 
 
 # -- SSRF -------------------------------------------------------------------------------------
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, by the form that carries them: a
+    packet to it ends up at them (a mapped socket, a 6to4 or Teredo relay, a NAT64)."""
+    if ip.ipv4_mapped is not None:
+        return [("IPv4-mapped", ip.ipv4_mapped)]
+    if ip.sixtofour is not None:
+        return [("6to4", ip.sixtofour)]
+    if ip.teredo is not None:
+        return [("Teredo", address) for address in ip.teredo]
+    if ip in _NAT64:
+        return [("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))]
+    return []
+
+
 def address_problem(address: str) -> str | None:
-    """Why a webhook must not connect to this IP address, or None if it is public."""
+    """Why a webhook must not connect to this IP address, or None if it is public.
+
+    An IPv6 address that embeds IPv4 ones is judged by them, whatever the Python
+    version's ipaddress tables say of its prefix."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        for form, inner in embedded:
+            problem = _ip_problem(inner)
+            if problem is not None:
+                return f"{problem} ({inner} via {form})"
+        if embedded:
+            return None
+    return _ip_problem(ip)
+
+
+def _ip_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:
