@@ -64,7 +64,7 @@ def fresh_app(query: str = "") -> Iterator[tuple[BenchApp, str]]:
 
 
 def cli_available() -> bool:
-    return importlib.util.find_spec("conveyor.cli_work") is not None
+    return importlib.util.find_spec("conveyor.cli") is not None
 
 
 def worker(url: str, settings: Settings, log: Path, profile: Path | None = None) -> Child:

@@ -373,3 +373,23 @@ def test_commands_that_run_tasks_need_an_app(url: str, monkeypatch: pytest.Monke
     assert result.stderr == ("error: this command needs your app: pass --app MODULE:ATTR or "
                              "set CONVEYOR_APP\n")
     assert as_json("jobs")["jobs"] == []  # reading needs only the backend URL
+
+
+def test_dev_without_an_app_or_project_defaults_says_how_to_name_one(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_APP")
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml with [tool.conveyor.dev] here
+    result = run("dev")
+    assert result.exit_code == 1
+    assert "this command needs your app" in result.stderr
+    assert "[tool.conveyor.dev]" in result.stderr
+
+
+def test_project_defaults_come_from_tool_conveyor_dev(tmp_path: Path) -> None:
+    from conveyor.cli.dev import project_defaults
+
+    assert project_defaults(tmp_path) == {}
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.conveyor.dev]\napp = "myproject.jobs:app"\npage = "myproject.web:serve"\n')
+    assert project_defaults(tmp_path) == {"app": "myproject.jobs:app",
+                                          "page": "myproject.web:serve"}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, Worker
-from conveyor.cli_work import _run_worker
+from conveyor.cli.running import run_worker
 from conveyor.errors import ResultTimeoutError
 from conveyor.stopping import cancel_until_done
 from conveyor.testing import adrain
@@ -83,7 +83,7 @@ async def test_a_drain_that_times_out_ends_though_its_worker_swallowed_the_cance
 
 async def test_a_dev_service_that_swallows_its_cancellation_is_stopped_with_the_worker(
         app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("conveyor.cli_work.SERVICE_GRACE", 0.1)
+    monkeypatch.setattr("conveyor.cli.running.SERVICE_GRACE", 0.1)
     call = SwallowingCall(_nothing, "service")
     worker = Worker(app, ["default"], poll_interval=0.05)
     stopped: list[Any] = []
@@ -102,6 +102,6 @@ async def test_a_dev_service_that_swallows_its_cancellation_is_stopped_with_the_
         worker.stop()
 
     stopper = asyncio.create_task(stop_when_entered())
-    await _run_worker(app, worker, service())
+    await run_worker(app, worker, service())
     await stopper
     assert call.swallowed and stopped == [True]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
 import signal
 import socket
 import sys
@@ -24,6 +23,7 @@ import uvicorn
 
 from ..app import Conveyor
 from ..errors import ConfigurationError
+from ..loading import app_from_env as load_app_from_env
 from . import events
 from .app import create_app
 from .settings import HttpSettings
@@ -55,15 +55,7 @@ def check_exposure(settings: HttpSettings, host: str) -> str | None:
 
 def app_from_env() -> Any:
     """The uvicorn factory: CONVEYOR_APP's app, CONVEYOR_URL's backend, CONVEYOR_* settings."""
-    from ..cli_work import load_app  # the CLI's loader: same errors, same sys.path rules
-
-    path = os.environ.get("CONVEYOR_APP")
-    if not path:
-        raise ConfigurationError("CONVEYOR_APP is not set")
-    conveyor = load_app(path)
-    url = os.environ.get("CONVEYOR_URL")
-    if url and conveyor.url != url:
-        conveyor.use(url)
+    conveyor = load_app_from_env()
     _end_streams_on_signals()
     return create_app(conveyor)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import multiprocessing
 import multiprocessing.connection
 import traceback
@@ -21,6 +20,7 @@ from typing import Any
 
 from ..context import JobContext, reset_current, set_current
 from ..jobs import Job
+from ..loading import import_object
 from ..outcomes import Cancel, NonRetryableError, Retry
 from ..serialization import dumps
 
@@ -36,13 +36,6 @@ class TaskError(Exception):
         self.retryable = retryable
 
 
-def _find_task(module: str, qualname: str) -> Any:
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
-
-
 def _child_main(conn: multiprocessing.connection.Connection) -> None:
     """The child's loop: run jobs until told to stop (None) or killed."""
     while True:
@@ -53,7 +46,7 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
         if message is None:
             return
         module, qualname, job = message
-        task = _find_task(module, qualname)
+        task = import_object(module, qualname)
         ctx = JobContext(job=job, report=lambda kind, value: conn.send(("report", kind, value)))
         token = set_current(ctx)
         try:

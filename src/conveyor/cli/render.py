@@ -18,8 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .backends.base import Capabilities, QueueInfo, WorkerInfo
-from .jobs import Job, JobState
+from ..backends.base import Capabilities, QueueInfo, WorkerInfo
+from ..jobs import Job, JobState
 
 STALE_AFTER_MS = 30_000  # three missed heartbeats and then some: the worker is likely gone
 _TIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
