@@ -53,3 +53,9 @@ async def nothing() -> str:
 async def internal(secret: str) -> str:
     """Not exposed: HTTP clients must not reach it."""
     return secret
+
+
+@app.task(expose=True)
+async def echo(*args: object, **kwargs: object) -> list[object]:
+    """Any JSON in, the same back."""
+    return [list(args), kwargs]

@@ -23,9 +23,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
-import pydantic
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.routing import Route
 
@@ -35,6 +33,7 @@ from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
 from . import models as m
 from .batching import EnqueueBatcher
+from .body import check_numbers, idempotency_key, json_body_type, parse_enqueue
 from .deps import admin_access, admin_of, backend_of, conveyor_of, read_access
 from .events import hub_of, wait_for_change
 from .problems import ProblemError, responses
@@ -55,17 +54,6 @@ Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description=(
 def batcher_of(request: Request) -> EnqueueBatcher:
     batcher: EnqueueBatcher = request.app.state.batcher
     return batcher
-
-
-def _idempotency_key(raw: str) -> str:
-    key = raw
-    if len(key) >= 3 and key[0] == key[-1] == '"':  # the draft's sf-string form
-        key = key[1:-1]
-    if not key or len(key) > MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in key):
-        raise ProblemError(400, "invalid-header", "Invalid header",
-                           f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII "
-                           "characters")
-    return key
 
 
 def _job_key(task: str, idempotency_key: str) -> str:
@@ -90,28 +78,6 @@ def _field_problem(loc: list[str | int], msg: str) -> ProblemError:
     return ProblemError(422, "validation", "The request did not validate",
                         f"{'.'.join(str(p) for p in loc)}: {msg}",
                         errors=[{"loc": loc, "msg": msg, "type": "value_error"}])
-
-
-def _json_body_type(request: Request) -> None:
-    """Refuse a body that is not JSON with 415 (curl -d sends a form by default)."""
-    kind = request.headers.get("content-type")
-    if kind is None:
-        return
-    media = kind.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not (media.startswith("application/")
-                                            and media.endswith("+json")):
-        raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
-                           f"the body must be JSON (Content-Type: application/json), not {media}")
-
-
-def _parse(raw: bytes) -> m.EnqueueRequest:
-    if not raw.strip():
-        return m.EnqueueRequest()
-    try:
-        return m.EnqueueRequest.model_validate_json(raw)
-    except pydantic.ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]) from None
 
 
 _ENQUEUE_DOC: dict[str, Any] = {
@@ -172,13 +138,13 @@ async def _enqueue(request: Request, task: str) -> Response:
         raise ProblemError(404, "unknown-task", "Unknown task",
                            f"no task {task!r} is exposed over HTTP"
                            + (f" (exposed: {', '.join(exposed)})" if exposed else ""))
-    _json_body_type(request)
-    body = _parse(await request.body())
+    json_body_type(request)
+    body = parse_enqueue(await request.body())
+    check_numbers(task, target.fn, body)
     options = _options(body)
     fingerprint = None
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None:
-        idem = _idempotency_key(idempotency_key)
+    idem = idempotency_key(request)
+    if idem is not None:
         if "key" in options:
             raise _field_problem(["body", "options", "key"],
                                  "give either options.key or the Idempotency-Key header")
@@ -322,8 +288,9 @@ async def list_jobs(
     search: Annotated[str | None, Query(max_length=200, description=(
         "Text in the id, arguments or errors."))] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description=(
-        "From the previous page's next_cursor."))] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=m.CURSOR_PATTERN, description=(
+        "From the previous page's `next_cursor`: an opaque token (base64url, no padding) "
+        "that only this server makes; any other answers 400."))] = None,
 ) -> Response:
     where = JobFilter(queue=queue,
                       states=tuple(state or ()), task=task, search=search or None)

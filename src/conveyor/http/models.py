@@ -11,13 +11,24 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import re
 import time
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+)
 
 from ..backends.base import QueueInfo, WorkerInfo
 from ..jobs import Job, JobState
@@ -31,7 +42,21 @@ DURATION_PATTERN = f"^{_DURATION}$"
 BACKOFF_PATTERN = f"^(exponential|fixed:{_DURATION}|{_DURATION}(,{_DURATION})*)$"
 # Keys: no control characters or line breaks (they show in logs and live streams).
 KEY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
-MAX_DELAY_SECONDS = 1e11  # above every duration the pattern allows; before the year 9999
+MAX_DELAY_SECONDS = 1e11
+# RFC 3339 date-time, offset required (what JSON Schema's "date-time" format means)
+DATE_TIME_PATTERN = (r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?"
+                     r"([Zz]|[+-]\d{2}:\d{2})$")
+# List cursors: opaque base64url tokens (no padding) made by the server
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"
+_DATE_TIME = re.compile(DATE_TIME_PATTERN)
+
+
+def _date_time_text(value: Any) -> Any:
+    """run_at is text in RFC 3339 form, as the schema says: never a number of seconds."""
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("must be an RFC 3339 date-time with a time zone offset, "
+                         "e.g. '2030-01-31T12:00:00Z'")
+    return value  # above every duration the pattern allows; before the year 9999
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -43,22 +68,25 @@ class EnqueueOptions(BaseModel):
     queue: str | None = Field(default=None, min_length=1, max_length=MAX_QUEUE_NAME,
                               pattern=QUEUE_PATTERN,
                               description="Queue name: letters, digits, '-', '_' or '.'.")
-    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000,
+    priority: StrictInt | None = Field(default=None, ge=-1_000_000, le=1_000_000,
                                  description="Higher runs first.")
-    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)] | Annotated[
+    delay: Annotated[float, Strict(), Field(ge=0, le=MAX_DELAY_SECONDS)] | Annotated[
         str, Field(pattern=DURATION_PATTERN)] | None = Field(
         default=None, description="Run no sooner than this: seconds, or '500ms', '30s', "
                                   "'2m', '1h', '1d'.", examples=[30, "2m"])
-    run_at: AwareDatetime | None = Field(
-        default=None, description="Run no sooner than this time (with a timezone).")
+    run_at: Annotated[AwareDatetime, BeforeValidator(_date_time_text), WithJsonSchema(
+        {"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN})] | None = Field(
+        default=None,
+        description="Run no sooner than this time: an RFC 3339 date-time with a time zone "
+                    "offset, e.g. '2030-01-31T12:00:00Z' (not a number).")
     key: str | None = Field(
         default=None, min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN,
         description="Deduplication key: while a job with this key is kept, enqueueing "
                     "again returns it instead of a new job (whatever the arguments). For "
                     "retry-safe requests prefer the Idempotency-Key header.")
-    attempts: int | None = Field(default=None, ge=1, le=1000,
+    attempts: StrictInt | None = Field(default=None, ge=1, le=1000,
                                  description="Attempts before the job fails.")
-    timeout: float | None = Field(default=None, gt=0, le=MAX_DELAY_SECONDS,
+    timeout: StrictFloat | None = Field(default=None, gt=0, le=MAX_DELAY_SECONDS,
                                   description="Per-attempt timeout in seconds.")
     backoff: str | None = Field(default=None, max_length=200, pattern=BACKOFF_PATTERN,
                                 description="'exponential', 'fixed:30s' or '30s,2m,10m'.")

@@ -9,8 +9,9 @@ statuses here, in one table:
     other InvalidJobError, request validation   422   the body does not fit
     UnknownTaskError (and unexposed tasks)      404   /v1/tasks/{task} does not exist
     PayloadTooLargeError, body over the limit   413
-    InvalidRequestError, malformed JSON,
-    a bad header                                400
+    InvalidRequestError, malformed JSON (NaN,
+    Infinity, 1e400 included), JSON nested
+    too deep (json-too-deep), a bad header      400
     a body that is not JSON                     415
     JobNotFoundError                            404
     JobRemovedError                             410   removed by retention or by hand
