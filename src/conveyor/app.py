@@ -16,7 +16,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from .backends import backend_for
 from .backends.base import SYNC_CALL, Backend, JobFilter, NewJob, QueueInfo, Retention
@@ -32,6 +32,9 @@ from .jobs import Job, JobState
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .task import Executor, JobOptions, Task, check_options
 from .worker.keeper import LeaderDuty
+
+if TYPE_CHECKING:
+    from .schedules.api import Schedules
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -144,6 +147,30 @@ class Conveyor:
         if fn is not None:
             return register(fn)
         return register
+
+    # -- schedules (conveyor.schedules does the work) -----------------------------------
+    def cron(self, expression: str, *, name: str | None = None, tz: str | None = None,
+             args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+             **options: Any) -> Callable[[T], T]:
+        """Run a task on a cron expression: ``@app.cron("0 9 * * *", tz="Europe/Lisbon")``
+        above ``@app.task``; stackable (name= tells them apart). Options: start, end,
+        misfire, catch_up, misfire_grace, overlap, jitter, expires, paused."""
+        from .schedules.declare import cron
+
+        return cron(self, expression, name=name, tz=tz, args=args, kwargs=kwargs, **options)
+
+    def schedule(self, name: str, task: Task[Any, Any] | str, **options: Any) -> Any:
+        """Declare a schedule: ``app.schedule("cleanup", cleanup, every="30s", kwargs={})``."""
+        from .schedules.declare import schedule
+
+        return schedule(self, name, task, **options)
+
+    @property
+    def schedules(self) -> Schedules:
+        """List, create, change, pause, resume, trigger and delete stored schedules."""
+        from .schedules.declare import schedules_of
+
+        return schedules_of(self).schedules
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

@@ -13,6 +13,8 @@
     ├── JobStateError             the job is not in a state that allows the action
     ├── JobFailedError            awaited result of a job that ended failed
     ├── JobCancelledError         awaited result of a job that ended cancelled
+    ├── ScheduleNotFoundError     no schedule with that name
+    ├── ScheduleConflictError     a schedule name taken, or a schedule changed under the call
     ├── ResultTimeoutError        the job did not finish within the wait
     └── BackendError              the storage engine failed or cannot be reached
         └── BackendUnavailableError
@@ -100,6 +102,16 @@ class JobCancelledError(ConveyorError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} was cancelled")
         self.job_id = job_id
+
+
+class ScheduleNotFoundError(ConveyorError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class ScheduleConflictError(ConveyorError):
+    """A schedule name is taken already, or the schedule kept changing under the call."""
 
 
 class ResultTimeoutError(ConveyorError, TimeoutError):

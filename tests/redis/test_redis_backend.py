@@ -89,8 +89,8 @@ def test_every_script_states_its_keys_and_arguments() -> None:
 # -- keyspace -------------------------------------------------------------------------------
 KEY_PATTERNS = [
     r"\{q:(?P<queue>[^}]+)\}:(job:.+|waiting|delayed|active|completed|failed|cancelled|jobs"
-    r"|keys|tombstones|events|meta|wake|meta:claim:.+)",
-    r"\{g\}:(queues|workers|worker_started|worker_seen|lock:.+)",
+    r"|keys|tombstones|events|meta|wake|meta:claim:.+|schedule:.+)",
+    r"\{g\}:(queues|workers|worker_started|worker_seen|lock:.+|schedules)",
     r"\{i:[0-9a-f]{2}\}:ids",
 ]
 

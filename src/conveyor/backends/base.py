@@ -9,6 +9,7 @@ Lifecycle       enqueue · fetch · settle · heartbeat · progress · log · wa
 Maintenance     rescue · prune · try_lock · unregister_worker · now
 Operators       get · tombstone · list_jobs · queues · workers · events
                 cancel · retry · promote · remove · set_paused
+Schedules       schedules · save_schedule · delete_schedule · fire_schedules (schedules.py)
 
 A worker holds a *lease* on each job it runs: the job id plus a random token that the
 claim issued. `settle`, `heartbeat`, `progress` and `log` carry the token and are refused
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..jobs import Event, Job, JobState
 from ..stopping import cancel_until_done
+from .schedules import ScheduleStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +180,7 @@ class Pruned:
     by_state: dict[str, int] = field(default_factory=dict)
 
 
-class Backend(abc.ABC):
+class Backend(ScheduleStore, abc.ABC):
     """A storage engine for jobs. Instances are bound to one event loop once opened."""
 
     capabilities: Capabilities = Capabilities()

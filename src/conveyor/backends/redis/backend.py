@@ -47,6 +47,7 @@ from ..base import (
 from . import codec, reads
 from .connect import connect, connect_blocking, parse_url
 from .keyspace import Keyspace, queue_of_token
+from .schedules import RedisSchedules
 from .scripts import SCRIPTS, Batch, backend_error, run, run_blocking
 from .wakeup import MIN_BLOCK, Waker
 
@@ -55,7 +56,7 @@ WORKER_FORGET_MS = 3600 * 1000
 _LEASE_STATUS = {0: LeaseStatus.LOST, 1: LeaseStatus.HELD, 2: LeaseStatus.CANCEL_REQUESTED}
 
 
-class RedisBackend(Backend):
+class RedisBackend(RedisSchedules, Backend):
     # inline_sync: while SYNC_CALL is set (the app's sync API) calls go through a
     # synchronous client on the caller's thread, so no coroutine here suspends
     capabilities = Capabilities(multi_process=True, multi_host=True, blocking_wakeup=True,

@@ -36,6 +36,9 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
                                  a (at)
     P:{q:Q}:meta         hash    seq (enqueue counter), ev (last event id), paused (1/0)
     P:{q:Q}:wake         list    wake-up tokens for idle workers (BLPOP), at most 16
+    P:{q:Q}:schedule:<name>
+                         hash    a schedule whose jobs go to Q (redis/schedules.py): its
+                                 definition, version, next and last run, counters
     P:{q:Q}:meta:claim:<worker>:<0|1>
                          string  a worker's last claim in one of its two call slots:
                                  token prefix, then JSON [id, ...],
@@ -49,6 +52,7 @@ Global, tag ``{g}``::
     P:{g}:worker_started hash    worker id -> first heartbeat (ms)
     P:{g}:worker_seen    zset    worker id, score last heartbeat (ms)
     P:{g}:lock:<name>    string  owner of a named lock, expiring with PX (leadership)
+    P:{g}:schedules      hash    schedule name -> its queue (where its hash lives)
 
 Job id index, tag ``{i:XX}`` with XX = crc32(id) & 0xff in hex (256 shards)::
 

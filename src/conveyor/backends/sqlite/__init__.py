@@ -39,6 +39,7 @@ from ..base import (
     Settlement,
     WorkerInfo,
 )
+from .schedules import SqliteSchedules
 from .store import Busy, SqliteStore
 from .wakeup import Listener, Notifier
 
@@ -64,7 +65,7 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     return path, params
 
 
-class SqliteBackend(Backend):
+class SqliteBackend(SqliteSchedules, Backend):
     capabilities = Capabilities(multi_process=True, multi_host=False, blocking_wakeup=True,
                                 inline_sync=True)
 

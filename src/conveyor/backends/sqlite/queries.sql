@@ -259,3 +259,59 @@ RETURNING id;
 -- name: set_paused
 INSERT INTO queues (name, paused) VALUES (:queue, :paused)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
+
+-- Schedules (conveyor/backends/schedules.py; the store's part is sqlite/schedules.py).
+
+-- name: schedules
+-- Every schedule with the state and finish time of its last run's job.
+SELECT s.name, s.queue, s.task, s.definition, s.overlap, s.paused, s.origin, s.next_run_at,
+       s.version, s.last_tick_at, s.last_job, j.state, s.last_run_at, s.last_success_at,
+       s.pending_tick_at, s.enqueued, s.skipped_overlap, s.skipped_misfire, s.expired,
+       s.created_at, s.updated_at, j.finished_at
+FROM schedules AS s LEFT JOIN jobs AS j ON j.id = s.last_job
+ORDER BY s.name;
+
+-- name: schedule_version
+-- A schedule's version and last run, read inside the transaction that changes it.
+SELECT s.version, s.last_job, j.state, j.finished_at, s.pending_tick_at, s.last_tick_at,
+       s.last_run_at, s.last_success_at, s.next_run_at, s.overlap
+FROM schedules AS s LEFT JOIN jobs AS j ON j.id = s.last_job
+WHERE s.name = :name;
+
+-- name: schedule_create
+INSERT INTO schedules (name, queue, task, definition, overlap, paused, origin, next_run_at,
+                       version, created_at, updated_at)
+VALUES (:name, :queue, :task, :definition, :overlap, :paused, :origin, :next_run_at, 1,
+        :now, :now)
+ON CONFLICT DO NOTHING;
+
+-- name: schedule_replace
+-- A new definition and next run, from the version it was made from.
+UPDATE schedules
+SET queue = :queue, task = :task, definition = :definition, overlap = :overlap,
+    paused = :paused, origin = :origin, next_run_at = :next_run_at, version = version + 1,
+    pending_tick_at = CASE WHEN :paused THEN NULL ELSE pending_tick_at END, updated_at = :now
+WHERE name = :name AND version = :version;
+
+-- name: schedule_delete
+DELETE FROM schedules WHERE name = :name;
+
+-- name: schedule_expire
+-- Cancel a schedule's run that did not start in time, saying why in its errors.
+UPDATE jobs
+SET state = 'cancelled', finished_at = :now,
+    errors = json_insert(errors, '$[#]',
+                         json_object('type', 'ScheduleExpired', 'message', :reason, 'at', :now))
+WHERE id = :id AND state IN ('waiting', 'delayed');
+
+-- name: schedule_fired
+-- What a firing changed: last run, next run, buffered tick and counters.
+UPDATE schedules
+SET next_run_at = :next_run_at, last_tick_at = :last_tick_at, last_job = :last_job,
+    last_run_at = :last_run_at, last_success_at = :last_success_at,
+    pending_tick_at = :pending_tick_at, enqueued = enqueued + :enqueued,
+    skipped_overlap = skipped_overlap + :skipped_overlap,
+    skipped_misfire = skipped_misfire + :skipped_misfire, expired = expired + :expired,
+    version = version + 1, updated_at = :now
+WHERE name = :name
+RETURNING version;

@@ -121,3 +121,30 @@ BEGIN
     INSERT OR REPLACE INTO tombstones (id, removed_at)
     VALUES (old.id, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
 END;
+
+-- schedules     one row per schedule (conveyor/backends/schedules.py). `definition` is JSON
+--               only the scheduler reads; the rest is what a firing changes atomically.
+--               `version` grows with every change: a firing or save made from an older
+--               read is refused.
+CREATE TABLE IF NOT EXISTS schedules (
+    name            TEXT PRIMARY KEY,
+    queue           TEXT    NOT NULL,
+    task            TEXT    NOT NULL,
+    definition      TEXT    NOT NULL,
+    overlap         TEXT    NOT NULL,
+    paused          INTEGER NOT NULL DEFAULT 0,
+    origin          TEXT    NOT NULL,
+    next_run_at     INTEGER,
+    version         INTEGER NOT NULL,
+    last_tick_at    INTEGER,
+    last_job        TEXT,
+    last_run_at     INTEGER,
+    last_success_at INTEGER,
+    pending_tick_at INTEGER,
+    enqueued        INTEGER NOT NULL DEFAULT 0,
+    skipped_overlap INTEGER NOT NULL DEFAULT 0,
+    skipped_misfire INTEGER NOT NULL DEFAULT 0,
+    expired         INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) WITHOUT ROWID;

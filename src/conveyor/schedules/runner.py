@@ -1,0 +1,99 @@
+"""The scheduler: a leader duty that fires due ticks, then wakes for the next one.
+
+The keeper calls the duty on every beat (about once a second) while its process holds
+the maintenance lock. The duty only marks this process as leading until a little past
+the next expected beat; a task on the keeper's event loop does the work: read the
+schedules and the backend's clock, fire what is due (one atomic backend operation per
+schedule, all in one call), and sleep until the earliest next tick or the next re-read,
+whichever is first. So tick latency is one backend round of work, not a polling period.
+
+Leadership changes need no hand-over: a firing carries the version it was planned from,
+so a scheduler that lost the lock (or two that both think they lead) cannot fire a tick
+twice. A new leader finds the next runs where the last one left them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..backends.base import Backend
+from ..backends.schedules import Firing
+from .planner import plan
+from .spec import ScheduleSpec
+
+if TYPE_CHECKING:
+    from .api import Schedules
+
+log = logging.getLogger("conveyor.schedules")
+REREAD = 1.0  # seconds between reads of the schedules when nothing is due sooner
+MIN_SLEEP = 0.002
+
+
+class Scheduler:
+    def __init__(self, schedules: Schedules | None = None) -> None:
+        self.schedules = schedules
+        self._synced = False
+        self._lead_until = 0.0
+        self._last_call = 0.0
+        self._runner: asyncio.Task[None] | None = None
+        self.rounds = 0
+        self.fired = 0
+
+    async def __call__(self, backend: Backend) -> None:
+        """The leader duty: lead until a beat is overdue, keep the runner going."""
+        now = time.monotonic()
+        gap = min(max(now - self._last_call, 0.2), 5.0) if self._last_call else 1.0
+        self._last_call = now
+        self._lead_until = now + 2 * gap + 0.5
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.ensure_future(self._run(backend))
+
+    def leading(self) -> bool:
+        return time.monotonic() < self._lead_until
+
+    async def _run(self, backend: Backend) -> None:
+        while self.leading() and not self._synced and self.schedules is not None:
+            try:  # this process's declarations, before its first tick as leader
+                report = await self.schedules.astore_declared(backend)
+                self._synced = True
+                if report.created or report.updated or report.retired:
+                    log.info("schedules: %d created, %d updated, %d retired",
+                             len(report.created), len(report.updated), len(report.retired))
+            except Exception as exc:
+                log.error("could not store the declared schedules: %s", exc)
+                await asyncio.sleep(REREAD)
+        while self.leading():
+            try:
+                pause = await self.round(backend)
+            except Exception as exc:  # a backend outage: the next round tries again
+                log.error("scheduler round failed: %s", exc)
+                pause = REREAD
+            await asyncio.sleep(pause)
+
+    async def round(self, backend: Backend) -> float:
+        """Fire what is due; seconds until the next look."""
+        started = time.monotonic()
+        now = await backend.now()
+        records = await backend.schedules()
+        firings: list[Firing] = []
+        wake = now + round(REREAD * 1000)
+        for record in records:
+            try:
+                decided = plan(record, ScheduleSpec.from_record(record), now)
+            except Exception as exc:  # one bad definition must not stop the others
+                log.error("schedule %r cannot be planned: %s", record.name, exc)
+                continue
+            if decided.firing is not None:
+                firings.append(decided.firing)
+            if decided.wake_at is not None:
+                wake = min(wake, decided.wake_at)
+        if firings:
+            fired = await backend.fire_schedules(firings)
+            self.fired += sum(len(f.job_ids) for f in fired)
+            if not all(f.applied for f in fired):
+                wake = now + 50  # another change came first: plan again from a fresh read
+        self.rounds += 1
+        return max((wake - now) / 1000 - (time.monotonic() - started), MIN_SLEEP)
