@@ -7,9 +7,10 @@ The backend URL comes from CONVEYOR_URL, which each test points at its own SQLit
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
-from conveyor import Conveyor, log, progress
+from conveyor import Conveyor, current_job, log, progress
 
 app = Conveyor()
 
@@ -42,3 +43,11 @@ def nap(seconds: float = 30.0) -> str:
     """Blocks a thread for a while (keeps a job active)."""
     time.sleep(seconds)
     return "rested"
+
+
+@app.task(queue="math")
+def record(ledger: str) -> int:
+    """Appends "<job id> <pid>" to the ledger file: which process ran which job, how often."""
+    with open(ledger, "a") as file:
+        file.write(f"{current_job().id} {os.getpid()}\n")
+    return os.getpid()

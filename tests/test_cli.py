@@ -27,6 +27,8 @@ from conveyor.testing import drain
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.cli_app:app"
+# children import this checkout's code and tests, not whatever conveyor is installed
+PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "src")])
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO ", re.MULTILINE)
 
@@ -94,7 +96,7 @@ class Child:
         with self.out.open("w") as out, self.err.open("w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "conveyor", *args], cwd=ROOT, stdout=out, stderr=err,
-                env={**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(ROOT), **(env or {})},
+                env={**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": PYTHONPATH, **(env or {})},
             )
 
     def registered(self) -> dict[str, Any] | None:
@@ -266,7 +268,7 @@ def test_purge_refuses_without_yes_and_removes_only_finished_jobs(url: str) -> N
 def test_info_reports_version_backend_tasks_and_queues(url: str) -> None:
     enqueue("add", "--arg", "x=1")
     data = as_json("info")
-    assert data["url"] == url and data["tasks"] == ["add", "crawl", "explode", "nap"]
+    assert data["url"] == url and data["tasks"] == ["add", "crawl", "explode", "nap", "record"]
     assert data["capabilities"]["multi_process"] is True
     assert data["workers"] == {"live": 0, "stale": 0}
     assert [q["counts"]["waiting"] for q in data["queues"] if q["name"] == "math"] == [1]
@@ -343,6 +345,10 @@ BAD_INPUT = [
     (["purge", "--state", "active", "--yes"], 2, "finished jobs only"),
     (["pause", "no spaces!"], 1, "bad queue name"),
     (["worker", "--concurrency", "0"], 2, "--concurrency"),
+    (["worker", "-p", "0"], 1, "bad --processes '0'"),
+    (["worker", "-p", "many"], 1, "a number of at least 1, or auto"),
+    (["worker", "--max-memory-per-child", "lots"], 1, "bad memory size 'lots'"),
+    (["worker", "--max-jobs-per-child", "0"], 2, "--max-jobs-per-child"),
     (["frobnicate"], 2, "No such command"),
 ]
 

@@ -283,8 +283,17 @@ async def test_heartbeat_registers_workers_and_unregister_forgets(backend: Backe
     assert (seen.host, seen.pid, seen.queues, seen.concurrency, seen.in_flight) == (
         "host-1", 4242, ("q", "r"), 8, 3)
     assert seen.last_seen_at is not None and seen.started_at is not None
+    assert seen.group is None
     await backend.unregister_worker("w-x")
     assert [w for w in await backend.workers() if w.id == "w-x"] == []
+
+
+async def test_the_workers_of_a_group_come_back_with_their_group(backend: Backend) -> None:
+    for pid in (11, 12):
+        await backend.heartbeat(WorkerInfo(f"w-{pid}", "h", pid, ("q",), 2, group="h:10:ab"),
+                                [], LEASE)
+    grouped = {w.pid: w.group for w in await backend.workers() if w.id in ("w-11", "w-12")}
+    assert grouped == {11: "h:10:ab", 12: "h:10:ab"}
 
 
 async def test_bad_cursor_is_a_clear_error(backend: Backend) -> None:

@@ -131,6 +131,7 @@ class WorkerInfo:
     in_flight: int = 0
     started_at: int | None = None  # set by the backend on first heartbeat
     last_seen_at: int | None = None  # set by the backend
+    group: str | None = None  # the supervisor's id, shared by its worker processes (-p N)
 
 
 @dataclass(frozen=True, slots=True)

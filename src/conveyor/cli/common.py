@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -15,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from .. import logs
 from ..app import Conveyor
 from ..errors import ConfigurationError
 from ..jobs import FINAL_STATES, JobState
@@ -76,8 +76,7 @@ class LogLevel(enum.StrEnum):
 
 
 def configure_logging(level: LogLevel) -> None:
-    logging.basicConfig(level=level.value.upper(), stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logs.configure_logging(level.value)
 
 
 def queue_names(values: Sequence[str] | None) -> list[str]:

@@ -149,14 +149,43 @@ def queues_table(queues: Sequence[QueueInfo], now: int) -> Table:
 
 
 def workers_table(workers: Sequence[WorkerInfo], now: int) -> Table:
+    """One row per worker process; the processes of one supervisor (-p N) under a row
+    for their group, which sums them up as one logical worker."""
     table = Table("id", "host", "pid", "queues", "concurrency", "in flight", "started (UTC)",
                   "last seen", "status")
-    for w in workers:
-        status = Text("stale", style="bold red") if is_stale(w, now) else Text("ok", "green")
-        table.add_row(Text(w.id), Text(w.host), str(w.pid), Text(",".join(w.queues)),
-                      str(w.concurrency), str(w.in_flight), short_time(w.started_at),
-                      f"{age(w.last_seen_at, now)} ago", status)
+    for group, members in _by_group(workers):
+        if group is not None:
+            stale = sum(is_stale(w, now) for w in members)
+            table.add_row(
+                Text(f"{group} ({len(members)} processes)", style="bold"), Text(members[0].host),
+                "-", Text(",".join(members[0].queues)), str(sum(w.concurrency for w in members)),
+                str(sum(w.in_flight for w in members)),
+                short_time(min((w.started_at for w in members if w.started_at), default=None)),
+                f"{age(max((w.last_seen_at or 0) for w in members) or None, now)} ago",
+                Text(f"{stale} stale", style="bold red") if stale else Text("ok", "green"))
+        for w in members:
+            status = Text("stale", style="bold red") if is_stale(w, now) else Text("ok", "green")
+            name = Text(("  " if group is not None else "") + w.id)
+            table.add_row(name, Text(w.host), str(w.pid), Text(",".join(w.queues)),
+                          str(w.concurrency), str(w.in_flight), short_time(w.started_at),
+                          f"{age(w.last_seen_at, now)} ago", status)
     return table
+
+
+def _by_group(workers: Sequence[WorkerInfo]) -> list[tuple[str | None, list[WorkerInfo]]]:
+    """Workers in listing order, the processes of a group together (a lone worker is a
+    group of None)."""
+    groups: dict[str, list[WorkerInfo]] = {}
+    out: list[tuple[str | None, list[WorkerInfo]]] = []
+    for w in workers:
+        if w.group is None:
+            out.append((None, [w]))
+        elif w.group in groups:
+            groups[w.group].append(w)
+        else:
+            groups[w.group] = [w]
+            out.append((w.group, groups[w.group]))
+    return out
 
 
 # -- one job ---------------------------------------------------------------------------------

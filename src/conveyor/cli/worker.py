@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .. import supervisor
 from ..worker import Worker
 from ._root import cli
 from .common import AppArg, Concurrency, LogLevel, LogLevelOpt, configure_logging, load, queue_names
@@ -29,11 +30,35 @@ def worker(
         envvar="CONVEYOR_PROCESS_WORKERS", min=1,
         help="Child processes for executor='process' tasks (default: CPU count).")] = None,
     log_level: LogLevelOpt = LogLevel.INFO,
+    processes: Annotated[str, typer.Option(
+        "--processes", "-p", envvar="CONVEYOR_PROCESSES", metavar="N|auto",
+        help="Worker processes under one supervisor (auto: one per CPU).")] = "1",
+    max_jobs_per_child: Annotated[int | None, typer.Option(
+        envvar="CONVEYOR_MAX_JOBS_PER_CHILD", min=1,
+        help="Replace a worker process after it has finished this many jobs.")] = None,
+    max_memory_per_child: Annotated[str | None, typer.Option(
+        envvar="CONVEYOR_MAX_MEMORY_PER_CHILD", metavar="SIZE",
+        help="Replace a worker process above this resident memory, e.g. 500MB.")] = None,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (graceful: running jobs get --grace seconds)."""
+    """Run a worker until SIGTERM/SIGINT (graceful: running jobs get --grace seconds).
+
+    With -p N, a supervisor keeps N worker processes running: it restarts one that
+    crashes, replaces one past --max-jobs-per-child / --max-memory-per-child (after its
+    jobs finish), and passes SIGTERM/SIGINT on to all of them.
+    """
     app = load(ctx, need_tasks=True, app_path=app_path)
     names = queue_names(queues) or app.queue_names
+    count = supervisor.process_count(processes)
+    max_memory = None if max_memory_per_child is None else supervisor.memory_size(
+        max_memory_per_child)
     configure_logging(log_level)
+    if count > 1 or max_jobs_per_child or max_memory:
+        spec = supervisor.ChildSpec(
+            app_path=app_path or ctx.obj.app_path, url=app.url, queues=tuple(names),
+            concurrency=concurrency, lease=lease, grace=grace, process_workers=process_workers,
+            log_level=log_level.value, max_jobs=max_jobs_per_child, max_memory=max_memory,
+            group=supervisor.new_group_id())
+        raise typer.Exit(supervisor.Supervisor(spec, count).run())
     work = Worker(app, names, concurrency=concurrency, lease=lease, grace=grace,
                   process_workers=process_workers)
     asyncio.run(run_worker(app, work))

@@ -126,7 +126,7 @@ async def workers_page(request: Request) -> Response:
     viewer(request)
     snap = await dashboard_of(request).live.snapshot()
     return render(request, "workers.html", now=snap.now, dead=totals(snap.queues)[JobState.FAILED],
-                  workers=sorted(snap.workers, key=lambda w: (w.host, w.pid)))
+                  workers=sorted(snap.workers, key=lambda w: (w.host, w.group or '', w.pid)))
 
 
 def group_failures(jobs: list[Job]) -> list[dict[str, Any]]:

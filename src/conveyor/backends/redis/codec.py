@@ -127,6 +127,7 @@ def worker_json(worker: WorkerInfo) -> str:
     return dumps({
         "id": worker.id, "host": worker.host, "pid": worker.pid, "queues": list(worker.queues),
         "concurrency": worker.concurrency, "in_flight": worker.in_flight,
+        **({"group": worker.group} if worker.group else {}),  # absent: readers before groups
     })
 
 
