@@ -30,6 +30,8 @@ from tests.dashboard import tasks
 from tests.helpers import ROOT
 from tests.redis_server import free_port, redis_server, unique_url  # noqa: F401 (fixture)
 
+# this tree's code first: the venv's editable install may point at another checkout
+PYTHONPATH = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
 ADMIN_TOKEN = "dash-admin-token"
 READ_TOKEN = "dash-read-token"
 USERS = "ana:admin:ana-password,rui:read:rui-password"
@@ -187,7 +189,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     folder = tmp_path_factory.mktemp("dashboard")
     url = request.param(request, folder)
     port = free_port()
-    env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(ROOT),
+    env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": PYTHONPATH,
            "CONVEYOR_TOKENS": f"admin:{ADMIN_TOKEN},read:{READ_TOKEN}",
            "CONVEYOR_USERS": USERS, "CONVEYOR_SECRET_KEY": SECRET}
     env.pop("CONVEYOR_OPEN", None)

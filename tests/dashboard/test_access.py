@@ -173,7 +173,9 @@ async def test_removed_user_or_token_loses_its_session(
 
 async def test_open_mode_needs_no_login_and_says_so(
         open_client: Callable[..., Browserish]) -> None:
-    tab = open_client(open=True)
+    tab = open_client(open=True, allowed_hosts=("dash.test",))  # the tests' host name
     page = await tab.get("/")
     assert page.status_code == 200 and "Open mode" in page.text
     assert (await tab.get("/login")).status_code == 303  # nothing to sign in to
+    elsewhere = open_client(open=True)  # a name that is not this machine: DNS rebinding
+    assert (await elsewhere.get("/")).status_code == 403

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from conveyor.jobs import JobState
-from tests.dashboard.conftest import ROOT, SECRET, USERS, Stack, shoot
+from tests.dashboard.conftest import PYTHONPATH, ROOT, SECRET, USERS, Stack, shoot
 from tests.helpers import wait_until
 from tests.redis_server import free_port
 
@@ -190,7 +190,7 @@ def prefixed(tmp_path: Path) -> Iterator[str]:
     serve.py), on SQLite, with no worker."""
     port = free_port()
     env = {**os.environ, "CONVEYOR_URL": f"sqlite:///{tmp_path}/prefixed.db",
-           "PYTHONPATH": str(ROOT), "CONVEYOR_USERS": USERS, "CONVEYOR_SECRET_KEY": SECRET}
+           "PYTHONPATH": PYTHONPATH, "CONVEYOR_USERS": USERS, "CONVEYOR_SECRET_KEY": SECRET}
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "tests.dashboard.serve", str(port),

@@ -26,6 +26,8 @@ from tests.redis_server import (  # noqa: F401 (fixtures)
     unique_url,
 )
 
+# this tree's code first: the venv's editable install may point at another checkout
+PYTHONPATH = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
 ADMIN = "admin-token-for-tests"
 READ = "read-token-for-tests"
 HTTP_APP = "tests.http.http_app:app"
@@ -86,7 +88,7 @@ class ServeProcess:
     def __init__(self, url: str, log: Path, *args: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        environ = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(ROOT),
+        environ = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": PYTHONPATH,
                    "CONVEYOR_TOKENS": f"admin:{ADMIN},read:{READ}", **(env or {})}
         self.log = log
         with open(log, "w") as out:

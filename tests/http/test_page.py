@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.helpers import ROOT, WorkerProcess, wait_until
+from tests.http.conftest import PYTHONPATH
 from tests.http.wh_server import ServerProcess
 from tests.redis_server import free_port
 
@@ -211,7 +212,7 @@ def test_conveyor_dev_serves_the_page_beside_the_api(tmp_path: Path, page: Any) 
     api_port = _two_free_ports()
     env = {**os.environ, "CONVEYOR_URL": f"sqlite:///{tmp_path}/dev.db",
            "CONVEYOR_API_PORT": str(api_port), "CONVEYOR_EXAMPLE_SPEED": "30",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": PYTHONPATH}
     env.pop("CONVEYOR_APP", None)
     with open(tmp_path / "dev.log", "w") as log:
         dev = subprocess.Popen([sys.executable, "-m", "conveyor", "dev"], env=env, cwd=ROOT,

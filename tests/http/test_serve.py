@@ -16,7 +16,7 @@ import httpx
 
 from conveyor import Conveyor, JobFilter
 from tests.helpers import ROOT, wait_until
-from tests.http.conftest import ADMIN, HTTP_APP, ServeProcess
+from tests.http.conftest import ADMIN, HTTP_APP, PYTHONPATH, ServeProcess
 from tests.redis_server import RedisServer, free_port
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -26,7 +26,7 @@ def conveyor(*args: str, env: dict[str, str], timeout: float = 30
              ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "conveyor", *args], cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+                          env={**os.environ, "PYTHONPATH": PYTHONPATH, **env})
 
 
 def test_open_mode_refuses_to_bind_beyond_loopback(sqlite_store: str) -> None:
@@ -79,7 +79,7 @@ def test_dev_serves_the_api_open_on_loopback_and_stops_cleanly(sqlite_store: str
         dev = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "dev", HTTP_APP, "--api-port", str(port)],
             cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "CONVEYOR_URL": sqlite_store})
+            env={**os.environ, "PYTHONPATH": PYTHONPATH, "CONVEYOR_URL": sqlite_store})
     try:
         base = f"http://127.0.0.1:{port}"
 

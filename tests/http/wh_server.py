@@ -14,6 +14,7 @@ import time
 import httpx
 
 from tests.helpers import ROOT
+from tests.http.conftest import PYTHONPATH
 from tests.redis_server import free_port
 
 
@@ -22,7 +23,7 @@ class ServerProcess:
                  env: dict[str, str] | None = None, health: str = "/healthz") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(ROOT),
+        self.env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": PYTHONPATH,
                     "CONVEYOR_TOKENS": tokens, "CONVEYOR_OPEN": "1" if open_mode else "",
                     **(env or {})}
         self.target = target

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from ..app import Conveyor
 from ..errors import ConveyorError
 from ..http.events import EventHub
+from ..http.guard import OpenModeGuard
 from ..http.settings import HttpSettings
 from . import access, actions, pages, streams
 from .access import LoginRequired, Refused, login_redirect
@@ -66,7 +67,9 @@ def create_dashboard(conveyor: Conveyor, settings: HttpSettings | None = None, *
         routes=[*pages.routes, *actions.routes, *access.routes, *streams.routes,
                 Mount("/static", StaticFiles(directory=HERE / "static", check_dir=False),
                       name="static")],
-        middleware=[Middleware(SessionMiddleware, settings=settings)],
+        middleware=[Middleware(SessionMiddleware, settings=settings)] + (
+            [Middleware(OpenModeGuard, allowed_hosts=settings.allowed_hosts, forms_under="")]
+            if settings.open else []),
         exception_handlers={LoginRequired: _login_required, Refused: _refused,
                             HTTPException: _http_error, ConveyorError: _conveyor_error},
     )

@@ -23,6 +23,7 @@ from . import events, models, ops, problems
 from . import metrics as metrics_routes
 from . import webhooks as webhook_routes
 from .batching import EnqueueBatcher
+from .guard import OpenModeGuard
 from .settings import HttpSettings
 
 DESCRIPTION = """\
@@ -57,6 +58,8 @@ def create_app(conveyor: Conveyor, settings: HttpSettings | None = None) -> Fast
     problems.install(api)
     problems.tidy_openapi(api, [models.EnqueueRequest])
     api.add_middleware(problems.BodyLimit, limit=settings.max_body_bytes)
+    if settings.open:  # no auth: keep other web pages out (CSRF, DNS rebinding)
+        api.add_middleware(OpenModeGuard, allowed_hosts=settings.allowed_hosts)
     api.router.routes.append(jobs_api.accept_route())  # first: the hot path
     api.include_router(ops.router)
     api.include_router(jobs_api.router, prefix="/v1")

@@ -26,6 +26,7 @@ from ..errors import ConfigurationError
 from ..loading import app_from_env as load_app_from_env
 from . import events
 from .app import create_app
+from .protocol import BoundedHttpToolsProtocol
 from .settings import HttpSettings
 
 FACTORY = "conveyor.http.serve:app_from_env"
@@ -84,7 +85,7 @@ def run(host: str, port: int, workers: int = 1, *, log_level: str = "info",
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=access_log, lifespan="on",
-                timeout_graceful_shutdown=GRACE_SECONDS)
+                timeout_graceful_shutdown=GRACE_SECONDS, http=BoundedHttpToolsProtocol)
 
 
 class _InnerServer(uvicorn.Server):
@@ -114,7 +115,7 @@ async def serve_beside(conveyor: Conveyor, sock: socket.socket,
                        settings: HttpSettings) -> None:
     """Serve the API on the running loop until cancelled, then stop gracefully."""
     config = uvicorn.Config(create_app(conveyor, settings), log_level="warning",
-                            access_log=False, lifespan="on",
+                            access_log=False, lifespan="on", http=BoundedHttpToolsProtocol,
                             timeout_graceful_shutdown=GRACE_SECONDS)
     server = _InnerServer(config)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))

@@ -5,6 +5,8 @@
     CONVEYOR_SECRET_KEY       signs dashboard sessions and CSRF tokens (random if unset)
     CONVEYOR_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
     CONVEYOR_OPEN             "1": no auth at all (only `conveyor dev`, bound to 127.0.0.1)
+    CONVEYOR_ALLOWED_HOSTS    "dev.local,box:8000"  in open mode, Host names answered besides
+                              localhost, 127.0.0.1 and [::1] (see conveyor.http.guard)
     CONVEYOR_WEBHOOK_SECRETS  "whsec_...,whsec_..."  signing secrets, newest first
     CONVEYOR_WEBHOOK_ALLOW_PRIVATE  "1": allow webhook URLs on private/loopback addresses
 """
@@ -38,6 +40,7 @@ class HttpSettings:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     max_body_bytes: int = 1024 * 1024
     open: bool = False  # no auth: for `conveyor dev` on loopback only
+    allowed_hosts: tuple[str, ...] = ()  # open mode: Host names besides loopback ones
     webhook_secrets: tuple[str, ...] = ()
     webhook_allow_private: bool = False
 
@@ -57,6 +60,9 @@ class HttpSettings:
             except ValueError:
                 raise ConfigurationError("CONVEYOR_MAX_BODY_BYTES must be a number") from None
         values["open"] = env.get("CONVEYOR_OPEN", "") in {"1", "true", "yes"}
+        if env.get("CONVEYOR_ALLOWED_HOSTS"):
+            values["allowed_hosts"] = tuple(
+                h.strip() for h in env["CONVEYOR_ALLOWED_HOSTS"].split(",") if h.strip())
         if env.get("CONVEYOR_WEBHOOK_SECRETS"):
             values["webhook_secrets"] = tuple(
                 s.strip() for s in env["CONVEYOR_WEBHOOK_SECRETS"].split(",") if s.strip())
