@@ -20,10 +20,13 @@ from .errors import (
     PayloadTooLargeError,
     ResultTimeoutError,
     UnknownTaskError,
+    WorkerStartError,
 )
 from .handle import JobHandle
 from .jobs import Event, Job, JobState
+from .middleware import Enqueuing
 from .outcomes import Cancel, NonRetryableError, Retry
+from .plugins import Plugin
 from .task import JobOptions, Task
 from .worker import Worker
 
@@ -39,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
+    "Enqueuing",
     "Event",
     "InvalidJobError",
     "InvalidOptionError",
@@ -56,12 +60,14 @@ __all__ = [
     "JobStateError",
     "NonRetryableError",
     "PayloadTooLargeError",
+    "Plugin",
     "ResultTimeoutError",
     "Retention",
     "Retry",
     "Task",
     "UnknownTaskError",
     "Worker",
+    "WorkerStartError",
     "__version__",
     "current_job",
     "log",

@@ -29,9 +29,10 @@ from .errors import (
 )
 from .handle import JobHandle
 from .jobs import Job, JobState
+from .middleware import Hook, Hooks
+from .plugins import LeaderDuty, Plugin, Plugins
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
-from .task import Executor, JobOptions, Task, check_options
-from .worker.keeper import LeaderDuty
+from .task import CORE_OPTIONS, Executor, JobOptions, Task, check_options
 
 if TYPE_CHECKING:
     from .schedules.api import Schedules
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+H = TypeVar("H", bound=Hook)
+PluginT = TypeVar("PluginT", bound=Plugin)
 DEFAULT_URL = "sqlite:///conveyor.db"
 
 
@@ -62,9 +65,11 @@ class Conveyor:
         self.max_payload_bytes = max_payload_bytes
         self.retention = retention or Retention()
         self.tasks: dict[str, Task[Any, Any]] = {}
-        # Run by whichever worker holds the maintenance lock (see worker/keeper.py); how
-        # extensions (webhooks) follow the event stream without the worker knowing them.
+        # Run by whichever worker holds the maintenance lock (see worker/keeper.py): how
+        # plugins do what one process at a time must do, without the worker knowing them.
         self.leader_duties: list[LeaderDuty] = []
+        self.hooks = Hooks()
+        self.plugins = Plugins(CORE_OPTIONS)
         self._open_lock = threading.Lock()
         self._opened = False
         self._portal: _Portal | None = None
@@ -182,6 +187,34 @@ class Conveyor:
     def queue_names(self) -> list[str]:
         return sorted({t.defaults.queue for t in self.tasks.values()} or {self.default_queue})
 
+    # -- seams: plugins, middleware, worker hooks (see plugins.py, middleware.py) -------
+    def install(self, plugin: PluginT) -> PluginT:
+        """Install a plugin: its options, leader duties, subscribers, routes and setup."""
+        self.plugins.add(plugin)
+        self.leader_duties.extend(plugin.leader_duties())
+        plugin.setup(self)
+        return plugin
+
+    def plugin(self, name: str) -> Plugin | None:
+        """The installed plugin called `name`, if any."""
+        return self.plugins.get(name)
+
+    def add_middleware(self, middleware: Any) -> None:
+        """Add job middleware (``on_enqueue`` and/or ``around_job``); see middleware.py."""
+        self.hooks.add_middleware(middleware)
+
+    def on_worker_start(self, hook: H) -> H:
+        """Decorator: run `hook` (sync or async, no arguments) when a worker process or a
+        process-executor child starts; if it raises, the worker does not start."""
+        self.hooks.add_hook("start", hook)
+        return hook
+
+    def on_worker_stop(self, hook: H) -> H:
+        """Decorator: run `hook` when a worker stops, after its jobs finished or were
+        handed back (and when a process-executor child exits)."""
+        self.hooks.add_hook("stop", hook)
+        return hook
+
     # -- connection ---------------------------------------------------------------------
     def use(self, url: str) -> None:
         """Point the app at another backend (tests, the CLI's --url); closes the old one."""
@@ -265,11 +298,15 @@ class Conveyor:
     def enqueue_many(self, jobs: Sequence[NewJob]) -> list[JobHandle[Any]]:
         """Store many prepared jobs (``task.prepare(...)``) in one backend call."""
         self._sync_backend()
+        if self.hooks.on_enqueue:
+            jobs = self.hooks.prepared(jobs)
         stored = self.run_sync(self.backend.enqueue, jobs)
         return [JobHandle(self, e.job, e.created) for e in stored]
 
     async def aenqueue_many(self, jobs: Sequence[NewJob]) -> list[JobHandle[Any]]:
         backend = await self._backend()
+        if self.hooks.on_enqueue:
+            jobs = self.hooks.prepared(jobs)
         return [JobHandle(self, e.job, e.created) for e in await backend.enqueue(jobs)]
 
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> JobHandle[Any]:

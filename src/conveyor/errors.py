@@ -1,7 +1,8 @@
 """Every error conveyor raises, under one root.
 
     ConveyorError
-    ├── ConfigurationError        a bad backend URL, app path or setting
+    ├── ConfigurationError        a bad backend URL, app path, setting, plugin or middleware
+    │   └── WorkerStartError      a worker start hook raised: the worker did not start
     ├── InvalidJobError           a job that must not be stored; nothing was written
     │   ├── UnknownTaskError      no task registered under that name
     │   ├── ArgumentsError        arguments that do not fit the task's signature, or are not JSON
@@ -34,6 +35,10 @@ class ConveyorError(Exception):
 
 class ConfigurationError(ConveyorError):
     """A bad backend URL, app import path or setting."""
+
+
+class WorkerStartError(ConfigurationError):
+    """A worker start hook (``@app.on_worker_start``) raised; the worker did not start."""
 
 
 class InvalidJobError(ConveyorError):

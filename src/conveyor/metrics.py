@@ -1,6 +1,6 @@
 """Prometheus metrics for one app, in base units, correct however many workers run.
 
-    metrics = Metrics(app)
+    metrics = app.install(Metrics())   # `conveyor serve` does this; GET /metrics renders it
     text = await metrics.render()      # the Prometheus text exposition format
 
 Gauges are read from the backend at scrape time:
@@ -38,7 +38,7 @@ import asyncio
 import platform
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -48,6 +48,7 @@ from prometheus_client.registry import Collector
 from . import __version__, webhooks
 from .backends.base import Backend, JobFilter, QueueInfo, WorkerInfo
 from .jobs import Event, Job, JobState
+from .plugins import Plugin
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -61,11 +62,13 @@ _PAGE = 500
 _CATCH_UP_BUDGET = 2.0  # seconds one scrape may spend reading events; the rest waits
 
 
-class Metrics:
-    """The metrics of one app, for one serving process."""
+class Metrics(Plugin):
+    """The metrics plugin: the metrics of one app, for one serving process."""
 
-    def __init__(self, app: Conveyor, *, live_within: float = 30.0) -> None:
-        self.app = app
+    name = "conveyor.metrics"
+    router_prefix = ""  # GET /metrics, where Prometheus looks by default
+
+    def __init__(self, *, live_within: float = 30.0) -> None:
         self.live_within = live_within
         self.registry = CollectorRegistry(auto_describe=True)
         self.finished = Counter("conveyor_jobs_finished", "Jobs that reached a final state.",
@@ -81,10 +84,19 @@ class Metrics:
                                   ("outcome",), registry=self.registry)
         for outcome in DELIVERY_OUTCOMES:  # zeros from the start, so alerts can use rate()
             self.deliveries.labels(outcome)
-        self._snapshot = _Snapshot(self.app.url)
+        self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
         self.cursor: int | None = None
         self._lock: asyncio.Lock | None = None
+
+    def setup(self, app: Conveyor) -> None:
+        self.app = app
+        self._snapshot.backend = app.url.split(":", 1)[0]
+
+    def router(self) -> Any:
+        from .http.metrics import router
+
+        return router
 
     async def render(self) -> bytes:
         """Catch up with the event stream, read the gauges, and format everything."""
@@ -179,8 +191,8 @@ async def stream_head(backend: Backend) -> int:
 class _Snapshot(Collector):
     """The gauges, from the last backend reading (taken just before each render)."""
 
-    def __init__(self, url: str) -> None:
-        self.backend = url.split(":", 1)[0]
+    def __init__(self) -> None:
+        self.backend = ""
         self.queues: list[QueueInfo] = []
         self.workers: list[WorkerInfo] = []
         self.now = 0

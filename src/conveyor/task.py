@@ -29,6 +29,9 @@ R = TypeVar("R")
 Executor = Literal["async", "thread", "process"]
 MAX_KEY_LENGTH = 255
 MAX_QUEUE_NAME = 100
+# What `check_options` takes; every other option of `task.options` belongs to a plugin.
+CORE_OPTIONS = ("queue", "priority", "attempts", "max_stalls", "timeout", "backoff", "delay",
+                "run_at", "key", "meta")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -169,21 +172,21 @@ class Task(Generic[P, R]):
         run_at: dt.datetime | None = None,
         key: str | None = None,
         meta: dict[str, Any] | None = None,
-        webhook: str | None = None,
+        **extra: Any,
     ) -> Task[P, R]:
         """A copy of this task whose next enqueues use these options.
 
-        webhook: a URL that gets a signed POST when the job finishes (kept in
-        ``meta["webhook"]``; needs ``conveyor.webhooks.enable(app)``).
+        Options the core does not know go to the installed plugins, which validate them
+        and keep them in ``meta`` (e.g. ``webhook="https://..."`` with webhooks enabled).
         """
         changes = check_options(queue=queue, priority=priority, attempts=attempts,
                                 max_stalls=max_stalls, timeout=timeout, backoff=backoff,
                                 delay=delay, run_at=run_at, key=key, meta=meta)
-        if webhook is not None:
-            from .webhooks import check_webhook_option
-
-            url = check_webhook_option(self.app, webhook)
-            changes["meta"] = {**changes.get("meta", self.defaults.meta), "webhook": url}
+        if extra:
+            given = {k: v for k, v in extra.items() if v is not None}
+            if given:
+                changes["meta"] = {**changes.get("meta", self.defaults.meta),
+                                   **self.app.plugins.meta_for(given)}
         copy = object.__new__(Task)
         copy.__dict__.update(self.__dict__)
         copy.defaults = dataclasses.replace(self.defaults, **changes)

@@ -58,7 +58,6 @@ import secrets as secrets_mod
 import socket
 import ssl
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +69,7 @@ from .errors import ConfigurationError, InvalidOptionError
 from .ids import new_job_id
 from .jobs import Event, Job, JobState
 from .outcomes import NonRetryableError
+from .plugins import LeaderDuty, Plugin
 from .serialization import dumps
 
 if TYPE_CHECKING:
@@ -379,7 +379,6 @@ def delivery_outcome(job: Job) -> str | None:
 
 
 # -- the app's webhooks -----------------------------------------------------------------------
-_ENABLED: weakref.WeakKeyDictionary[Conveyor, Webhooks] = weakref.WeakKeyDictionary()
 
 
 def enable(app: Conveyor, *, secrets: Sequence[str] | str | None = None,
@@ -387,43 +386,50 @@ def enable(app: Conveyor, *, secrets: Sequence[str] | str | None = None,
            schedule: Any = None, timeout: float | str | None = None) -> Webhooks:
     """Turn webhooks on for `app` (arguments override CONVEYOR_WEBHOOK_* variables).
 
-    Registers the delivery task on queue ``conveyor.webhooks`` (workers of the app consume
-    it unless given an explicit queue list without it) and the event follower as a leader
-    duty. Calling it again replaces the configuration.
+    Installs the `Webhooks` plugin: the delivery task on queue ``conveyor.webhooks``
+    (workers of the app consume it unless given an explicit queue list without it), the
+    ``webhook`` enqueue option, the event follower as a leader duty and the deliveries
+    route. Calling it again replaces the configuration.
     """
     config = WebhookConfig.from_env(secrets=secrets, allow_private=allow_private,
                                     queues=queues, schedule=schedule, timeout=timeout)
-    hooks = _ENABLED.get(app)
+    hooks = webhooks_of(app)
     if hooks is None:
-        hooks = Webhooks(app, config)
-        _ENABLED[app] = hooks
-    else:
-        hooks.reconfigure(config)
+        return app.install(Webhooks(config))
+    hooks.reconfigure(config)
     return hooks
 
 
 def webhooks_of(app: Conveyor) -> Webhooks | None:
-    return _ENABLED.get(app)
+    plugin = app.plugin(Webhooks.name)
+    return plugin if isinstance(plugin, Webhooks) else None
 
 
-def check_webhook_option(app: Conveyor, url: Any) -> str:
-    """Validate the `webhook` enqueue option (``task.options(webhook=...)``)."""
-    hooks = _ENABLED.get(app)
-    if hooks is None:
-        raise InvalidOptionError("this app does not send webhooks: call "
-                                 "conveyor.webhooks.enable(app) where the app is defined")
-    return check_url(url, allow_private=hooks.config.allow_private)
+class Webhooks(Plugin):
+    """The webhook plugin of one app: its configuration, the follower and the tasks."""
 
+    name = "conveyor.webhooks"
+    options = ("webhook",)
 
-class Webhooks:
-    """The webhook machinery of one app: its configuration, the follower and the tasks."""
-
-    def __init__(self, app: Conveyor, config: WebhookConfig) -> None:
-        self.app = app
+    def __init__(self, config: WebhookConfig) -> None:
         self.config = config
         self.follower = EventFollower(self)
-        app.leader_duties.append(self.follower)
+
+    def setup(self, app: Conveyor) -> None:
+        self.app = app
         self._register()
+
+    def check_option(self, name: str, value: Any) -> str:
+        """The `webhook` enqueue option (``task.options(webhook=...)``): a public URL."""
+        return check_url(value, allow_private=self.config.allow_private)
+
+    def leader_duties(self) -> Sequence[LeaderDuty]:
+        return [self.follower]
+
+    def router(self) -> Any:
+        from .http.webhooks import router
+
+        return router
 
     def reconfigure(self, config: WebhookConfig) -> None:
         self.config = config

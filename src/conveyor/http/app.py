@@ -18,10 +18,9 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..app import Conveyor
+from ..metrics import Metrics
 from . import api as jobs_api
 from . import events, models, ops, problems
-from . import metrics as metrics_routes
-from . import webhooks as webhook_routes
 from .batching import EnqueueBatcher
 from .guard import OpenModeGuard
 from .settings import HttpSettings
@@ -41,6 +40,7 @@ Accept jobs in milliseconds; follow them by polling, Server-Sent Events or signe
 
 @asynccontextmanager
 async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
+    api.state.hub.start()  # plugins that follow the event stream follow it from now on
     yield
     # open streams end so the server can stop; the conveyor app belongs to the caller
     await api.state.hub.aclose()
@@ -53,6 +53,8 @@ def create_app(conveyor: Conveyor, settings: HttpSettings | None = None) -> Fast
                   lifespan=_lifespan)
     api.state.conveyor = conveyor
     api.state.settings = settings
+    if conveyor.plugin(Metrics.name) is None:  # the server always has /metrics
+        conveyor.install(Metrics())
     api.state.hub = events.EventHub(conveyor)
     api.state.batcher = EnqueueBatcher(conveyor)
     problems.install(api)
@@ -64,10 +66,11 @@ def create_app(conveyor: Conveyor, settings: HttpSettings | None = None) -> Fast
     api.include_router(ops.router)
     api.include_router(jobs_api.router, prefix="/v1")
     api.include_router(events.router, prefix="/v1")
-    api.include_router(webhook_routes.router, prefix="/v1")
-    api.include_router(metrics_routes.router)
+    for plugin in conveyor.plugins:  # webhooks, metrics, schedules, yours
+        routes = plugin.router()
+        if routes is not None:
+            api.include_router(routes, prefix=plugin.router_prefix)
     from ..dashboard import create_dashboard  # not at the top: the dashboard imports us
 
     api.mount("/dashboard", create_dashboard(conveyor, settings, hub=api.state.hub))
-    # Each part registers its routes here, e.g. api.include_router(webhooks.router).
     return api

@@ -50,6 +50,7 @@ from ..app import Conveyor
 from ..backends.base import Backend, JobFilter
 from ..errors import BackendUnavailableError
 from ..jobs import FINAL_STATES, Event, Job, JobState
+from ..plugins import Plugin
 from ..stopping import cancel_until_done
 from ..task import MAX_QUEUE_NAME
 from . import models as m
@@ -138,8 +139,18 @@ class EventHub:
         _HUBS.add(self)
 
     @property
+    def plugins(self) -> list[Plugin]:
+        """Plugins that follow the stream (`Plugin.on_events`): they keep the tail running."""
+        return self.conveyor.plugins.subscribers()
+
+    @property
     def subscribers(self) -> int:
-        return len(self._wide) + sum(len(s) for s in self._by_job.values())
+        return len(self._wide) + sum(len(s) for s in self._by_job.values()) + len(self.plugins)
+
+    def start(self) -> None:
+        """Start tailing now (the server's start-up does this when plugins follow)."""
+        if self.plugins and not self._closing:
+            self._ensure_running()
 
     async def subscribe(self, job_id: str | None = None, queue: str | None = None,
                         timeout: float = 10.0) -> Subscription:
@@ -241,6 +252,7 @@ class EventHub:
                     continue
                 if events:
                     self._dispatch(events)
+                    await self._notify_plugins(events)
                     self.cursor = events[-1].id
                     interval = self.min_interval
                     if len(events) >= self.page:
@@ -269,6 +281,13 @@ class EventHub:
                 if job_id not in present:
                     for sub in self._by_job.get(job_id, ()):
                         sub._removed()
+
+    async def _notify_plugins(self, events: list[Event]) -> None:
+        for plugin in self.plugins:
+            try:
+                await plugin.on_events(events)
+            except Exception:  # one plugin's bug must not stop the stream for the rest
+                log.exception("plugin %s failed on %d event(s)", plugin.name, len(events))
 
     def _dispatch(self, events: list[Event]) -> None:
         if self._by_job:

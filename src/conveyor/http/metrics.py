@@ -2,7 +2,8 @@
 
 It needs a token like every route but /healthz (the `read` scope is enough): point
 Prometheus at it with ``authorization: {type: Bearer, credentials_file: ...}`` holding a
-read token. One `Metrics` per ASGI app follows the event stream from the first scrape on.
+read token. The app's `Metrics` plugin (installed by `create_app` when the app has none)
+follows the event stream from the first scrape on.
 
 Counters live in the serving process, so scrape one process per address: with
 ``conveyor serve --workers N`` each scrape may land on another process, whose counts
@@ -25,10 +26,8 @@ router = APIRouter(tags=["operations"])
 
 
 def metrics_of(request: Request) -> Metrics:
-    state = request.app.state
-    found = getattr(state, "metrics", None)
-    if not isinstance(found, Metrics):
-        found = state.metrics = Metrics(conveyor_of(request))
+    found = conveyor_of(request).plugin(Metrics.name)
+    assert isinstance(found, Metrics), "create_app installs the metrics plugin"
     return found
 
 

@@ -17,17 +17,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..backends import backend_for
 from ..backends.base import Backend, Lease, LeaseStatus, Retention, WorkerInfo
+from ..plugins import LeaderDuty
 
 log = logging.getLogger("conveyor.worker")
 MAINTENANCE_LOCK = "maintenance"
-# Something only one process should do at a time, run by the maintenance lock's holder on
-# every beat with the keeper's backend. Keep it short (it shares the thread that renews
-# leases) and safe to repeat (leadership can change between two calls).
-LeaderDuty = Callable[[Backend], Awaitable[None]]
 
 
 class Keeper:

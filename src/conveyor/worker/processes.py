@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import sys
+import time
 import traceback
 from typing import Any
 
@@ -25,6 +27,7 @@ from ..outcomes import Cancel, NonRetryableError, Retry
 from ..serialization import dumps
 
 _MP = multiprocessing.get_context("spawn")
+STOP_WAIT = 5.0  # how long children get to run their stop hooks when the worker stops
 
 
 class TaskError(Exception):
@@ -37,41 +40,63 @@ class TaskError(Exception):
 
 
 def _child_main(conn: multiprocessing.connection.Connection) -> None:
-    """The child's loop: run jobs until told to stop (None) or killed."""
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        module, qualname, job = message
-        task = import_object(module, qualname)
-        ctx = JobContext(job=job, report=lambda kind, value: conn.send(("report", kind, value)))
-        token = set_current(ctx)
-        try:
-            args, kwargs = task.signature.decode(job.args, job.kwargs)
-            result = task.fn(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                result = asyncio.run(result)
+    """The child's loop: run jobs until told to stop (None) or killed. The first job of an
+    app runs the app's worker start hooks here; a clean exit runs its stop hooks."""
+    started: list[Any] = []  # the apps whose start hooks ran in this child
+    try:
+        while True:
             try:
-                encoded = dumps(result)
-            except TypeError as exc:
-                conn.send(("error", {"type": "ResultNotJSON", "traceback": None,
-                                     "message": f"the result is not JSON: {exc}"}, False))
-                continue
-            conn.send(("ok", encoded))
-        except Retry as exc:
-            conn.send(("retry", exc.delay, exc.reason))
-        except Cancel as exc:
-            conn.send(("cancel", exc.reason))
-        except BaseException as exc:
-            entry = {"type": type(exc).__qualname__, "message": str(exc),
-                     "traceback": traceback.format_exc()}
-            retryable = not isinstance(exc, NonRetryableError | tuple(task.non_retryable))
-            conn.send(("error", entry, retryable))
-        finally:
-            reset_current(token)
+                message = conn.recv()
+            except EOFError:
+                return
+            if message is None:
+                return
+            module, qualname, job = message
+            task = import_object(module, qualname)
+            if task.app not in started:
+                try:
+                    task.app.hooks.start_worker_blocking()
+                except Exception as exc:
+                    conn.send(("error", {"type": type(exc).__qualname__, "message": str(exc),
+                                         "traceback": traceback.format_exc()}, True))
+                    return  # a child whose start hook failed takes no job; a new one comes
+                started.append(task.app)
+            conn.send(_run_one(conn, task, job))
+    finally:
+        for app in started:
+            for line in app.hooks.stop_worker_blocking():
+                print(line, file=sys.stderr)
+
+
+def _run_one(conn: multiprocessing.connection.Connection, task: Any, job: Job) -> tuple[Any, ...]:
+    """One attempt in this child, inside the app's sync middleware: the message to send."""
+    ctx = JobContext(job=job, report=lambda kind, value: conn.send(("report", kind, value)))
+    token = set_current(ctx)
+
+    def body() -> Any:
+        args, kwargs = task.signature.decode(job.args, job.kwargs)
+        result = task.fn(*args, **kwargs)
+        return asyncio.run(result) if asyncio.iscoroutine(result) else result
+
+    try:
+        hooks = task.app.hooks
+        result = hooks.around_sync_job(job, body) if hooks.around_sync else body()
+        try:
+            return ("ok", dumps(result))
+        except TypeError as exc:
+            return ("error", {"type": "ResultNotJSON", "traceback": None,
+                              "message": f"the result is not JSON: {exc}"}, False)
+    except Retry as exc:
+        return ("retry", exc.delay, exc.reason)
+    except Cancel as exc:
+        return ("cancel", exc.reason)
+    except BaseException as exc:
+        entry = {"type": type(exc).__qualname__, "message": str(exc),
+                 "traceback": traceback.format_exc()}
+        retryable = not isinstance(exc, NonRetryableError | tuple(task.non_retryable))
+        return ("error", entry, retryable)
+    finally:
+        reset_current(token)
 
 
 class _Child:
@@ -162,9 +187,14 @@ class ProcessPool:
                          "traceback": None}, True)
 
     def close(self) -> None:
-        for child in list(self._all):
+        """Ask every child to exit (running its app's stop hooks), then make sure."""
+        children = list(self._all)
+        for child in children:
             with contextlib.suppress(Exception):
                 child.conn.send(None)
+        deadline = time.monotonic() + STOP_WAIT
+        for child in children:
+            child.process.join(timeout=max(deadline - time.monotonic(), 0))
             child.kill()
         self._all.clear()
 

@@ -20,6 +20,7 @@ signal skips the grace period.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -30,8 +31,10 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .. import backoff
 from ..backends.base import Claim, Fetched, LeaseStatus, Outcome, Settlement, WorkerInfo
@@ -141,6 +144,7 @@ class Worker:
         waiting, delayed or running)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        await self.app.hooks.start_worker()  # WorkerStartError: this worker does not start
         await self.app.aopen()
         self._keeper.start()
         with contextlib.suppress(Exception):  # subscribe to wake-ups now (SQLite's socket)
@@ -154,6 +158,8 @@ class Worker:
             self._keeper.stop()
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._processes.close()
+            for line in await self.app.hooks.stop_worker():
+                log.error("%s", line)
 
     async def _work(self, until_idle: bool) -> None:
         """Claim and record in calls of at most half the slots. Under load a second call
@@ -359,29 +365,77 @@ class Worker:
         self._kick.set()
 
     async def _execute(self, task: Task[Any, Any], running: _Running) -> Any:
+        """One attempt, inside the app's middleware (see middleware.py)."""
+        hooks = self.app.hooks
+        if not hooks.around_async:
+            return await self._attempt(task, running)
+
+        async def attempt() -> Any:  # middleware see the result, not the child's JSON
+            result = await self._attempt(task, running)
+            return orjson.loads(result.json) if isinstance(result, Encoded) else result
+
+        return await hooks.around_async_job(running.claim.job, attempt)
+
+    async def _attempt(self, task: Task[Any, Any], running: _Running) -> Any:
         job = running.claim.job
         timeout = job.timeout
-        if task.executor == "process":
+        if task.executor == "process":  # its sync middleware run in the child
             return await self._processes.run(task, job, running.ctx, timeout)
         if task.executor == "thread":
-            loop = asyncio.get_running_loop()
-
-            def call() -> Any:
-                token = set_current(running.ctx)
-                try:
-                    args, kwargs = task.signature.decode(job.args, job.kwargs)
-                    return task.fn(*args, **kwargs)
-                finally:
-                    reset_current(token)
-
-            future = loop.run_in_executor(self._threads, call)
+            future = self._in_thread(functools.partial(self._body, task, running))
             return await (asyncio.wait_for(future, timeout) if timeout else future)
+        if self.app.hooks.around_sync:
+            return await self._async_body_in_thread(task, running)
         token = set_current(running.ctx)
         try:
             coro = task.run_inline(job.args, job.kwargs)
             return await (asyncio.wait_for(coro, timeout) if timeout else coro)
         finally:
             reset_current(token)
+
+    def _body(self, task: Task[Any, Any], running: _Running) -> Any:
+        """A `def` task's body on this thread, inside the app's sync middleware."""
+        job = running.claim.job
+        token = set_current(running.ctx)
+        try:
+            def call() -> Any:
+                args, kwargs = task.signature.decode(job.args, job.kwargs)
+                return task.fn(*args, **kwargs)
+
+            hooks = self.app.hooks
+            return hooks.around_sync_job(job, call) if hooks.around_sync else call()
+        finally:
+            reset_current(token)
+
+    def _in_thread(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    async def _async_body_in_thread(self, task: Task[Any, Any], running: _Running) -> Any:
+        """An ``async def`` body on the loop, with sync middleware around it in a pool
+        thread that waits for it (so per-thread state such as a DB connection is theirs)."""
+        loop = asyncio.get_running_loop()
+        job = running.claim.job
+        inner: list[concurrent.futures.Future[Any]] = []
+
+        async def body() -> Any:
+            token = set_current(running.ctx)
+            try:
+                coro = task.run_inline(job.args, job.kwargs)
+                return await (asyncio.wait_for(coro, job.timeout) if job.timeout else coro)
+            finally:
+                reset_current(token)
+
+        def wait_for_body() -> Any:
+            inner.append(asyncio.run_coroutine_threadsafe(body(), loop))
+            return inner[-1].result()
+
+        try:
+            return await self._in_thread(
+                functools.partial(self.app.hooks.around_sync_job, job, wait_for_body))
+        except asyncio.CancelledError:
+            for future in inner:  # stop the body too, and let the middleware unwind
+                future.cancel()
+            raise
 
     def _stopped(self, running: _Running) -> Settlement | None:
         claim = running.claim
