@@ -45,6 +45,7 @@ import uuid
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from . import health
 from .backends.base import WorkerInfo
 from .errors import ConfigurationError
 from .loading import load_app
@@ -126,8 +127,10 @@ class _Slot:
 class Supervisor:
     """Keeps `count` worker processes of `spec` running until told to stop."""
 
-    def __init__(self, spec: ChildSpec, count: int) -> None:
+    def __init__(self, spec: ChildSpec, count: int,
+                 health_socket: socket.socket | None = None) -> None:
         self.spec = spec
+        self.health_socket = health_socket
         self.slots = [_Slot(n) for n in range(1, count + 1)]
         self.stopping = False
         self.signals = 0  # received
@@ -145,6 +148,8 @@ class Supervisor:
                      len(self.slots), self.spec.group)
             for slot in self.slots:
                 self._start(slot)
+            if self.health_socket is not None:
+                health.serve_in_thread(self.health_socket, self.ready)
             while self.stopping is False or self._alive():
                 self._wait()
                 self._reap()
@@ -161,6 +166,15 @@ class Supervisor:
         self.signals += 1
         with contextlib.suppress(BlockingIOError):  # unread wake-ups wake the loop anyway
             os.write(self._wake_w, b"!")
+
+    async def ready(self) -> str | None:
+        """Readiness for the health endpoint (another thread: it only reads the slots)."""
+        if self.stopping:
+            return "stopping"
+        up = sum(slot.process is not None for slot in self.slots)
+        if up < len(self.slots):
+            return f"{up} of {len(self.slots)} worker processes running"
+        return None
 
     def _alive(self) -> list[_Slot]:
         return [s for s in self.slots if s.process is not None]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Annotated
 
 import typer
 
-from .. import supervisor
+from .. import health, supervisor
+from ..app import Conveyor
 from ..worker import Worker
 from ._root import cli
 from .common import AppArg, Concurrency, LogLevel, LogLevelOpt, configure_logging, load, queue_names
@@ -39,6 +41,9 @@ def worker(
     max_memory_per_child: Annotated[str | None, typer.Option(
         envvar="CONVEYOR_MAX_MEMORY_PER_CHILD", metavar="SIZE",
         help="Replace a worker process above this resident memory, e.g. 500MB.")] = None,
+    health_port: Annotated[int | None, typer.Option(
+        envvar="CONVEYOR_HEALTH_PORT", min=1, max=65535,
+        help="Serve /healthz and /readyz on this port (all interfaces).")] = None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (graceful: running jobs get --grace seconds).
 
@@ -52,13 +57,24 @@ def worker(
     max_memory = None if max_memory_per_child is None else supervisor.memory_size(
         max_memory_per_child)
     configure_logging(log_level)
+    probes = None if health_port is None else health.bind(health_port)
     if count > 1 or max_jobs_per_child or max_memory:
         spec = supervisor.ChildSpec(
             app_path=app_path or ctx.obj.app_path, url=app.url, queues=tuple(names),
             concurrency=concurrency, lease=lease, grace=grace, process_workers=process_workers,
             log_level=log_level.value, max_jobs=max_jobs_per_child, max_memory=max_memory,
             group=supervisor.new_group_id())
-        raise typer.Exit(supervisor.Supervisor(spec, count).run())
+        raise typer.Exit(supervisor.Supervisor(spec, count, probes).run())
     work = Worker(app, names, concurrency=concurrency, lease=lease, grace=grace,
                   process_workers=process_workers)
-    asyncio.run(run_worker(app, work))
+    beside = [] if probes is None else [health.serve(probes, partial(backend_answers, app))]
+    asyncio.run(run_worker(app, work, *beside))
+
+
+async def backend_answers(app: Conveyor) -> str | None:
+    """A worker is ready while its backend answers (None), else why not."""
+    try:
+        await app.backend.now()
+    except Exception as exc:
+        return f"backend unreachable: {exc}"
+    return None
