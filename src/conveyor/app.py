@@ -18,17 +18,17 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
+from . import operations
 from .backends import backend_for
 from .backends.base import SYNC_CALL, Backend, JobFilter, NewJob, QueueInfo, Retention
 from .errors import (
     ConfigurationError,
     JobNotFoundError,
     JobRemovedError,
-    JobStateError,
     UnknownTaskError,
 )
 from .handle import JobHandle
-from .jobs import Job, JobState
+from .jobs import Job
 from .middleware import Hook, Hooks
 from .plugins import LeaderDuty, Plugin, Plugins
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
@@ -338,38 +338,95 @@ class Conveyor:
         self._sync_backend()
         return self.run_sync(self.backend.queues)
 
-    # -- operator actions on one job (bulk actions go to the backend with a JobFilter) --
-    def _act_one(self, action: str, job_id: str, allowed: set[JobState]) -> Job | None:
-        before = self.get_job(job_id).job
-        changed = self.run_sync(getattr(self.backend, action), JobFilter(ids=(job_id,)))
-        if not changed:
-            raise JobStateError(
-                f"cannot {action} job {job_id}: it is {before.state.value}"
-                f" (only {', '.join(sorted(s.value for s in allowed))} jobs)"
-            )
+    # -- operator actions (which states each applies to: operations.py) ---------------
+    async def _aact_one(self, action: str, job_id: str) -> Job | None:
+        backend = await self._backend()
+        if not await operations.act(backend, action, JobFilter(ids=(job_id,))):
+            raise operations.refused(action, (await self.aget_job(job_id)).job)  # 404/410 first
+        return None if action == "remove" else (await self.aget_job(job_id)).job
+
+    def _act_one(self, action: str, job_id: str) -> Job | None:
+        self._sync_backend()
+        if not self.run_sync(operations.act, self.backend, action, JobFilter(ids=(job_id,))):
+            raise operations.refused(action, self.get_job(job_id).job)
         return None if action == "remove" else self.get_job(job_id).job
 
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a waiting or delayed job now, or ask a running job's worker to stop it."""
-        job = self._act_one("cancel", job_id, {JobState.WAITING, JobState.DELAYED,
-                                                JobState.ACTIVE})
-        assert job is not None
-        return job
+        return _changed(self._act_one("cancel", job_id))
+
+    async def acancel_job(self, job_id: str) -> Job:
+        return _changed(await self._aact_one("cancel", job_id))
 
     def retry_job(self, job_id: str) -> Job:
         """Replay a failed or cancelled job with a fresh set of attempts."""
-        job = self._act_one("retry", job_id, {JobState.FAILED, JobState.CANCELLED})
-        assert job is not None
-        return job
+        return _changed(self._act_one("retry", job_id))
+
+    async def aretry_job(self, job_id: str) -> Job:
+        return _changed(await self._aact_one("retry", job_id))
 
     def promote_job(self, job_id: str) -> Job:
         """Make a delayed job due now."""
-        job = self._act_one("promote", job_id, {JobState.DELAYED})
-        assert job is not None
-        return job
+        return _changed(self._act_one("promote", job_id))
+
+    async def apromote_job(self, job_id: str) -> Job:
+        return _changed(await self._aact_one("promote", job_id))
 
     def remove_job(self, job_id: str) -> None:
-        self._act_one("remove", job_id, {s for s in JobState if s is not JobState.ACTIVE})
+        """Remove a job that is not running (later lookups raise JobRemovedError)."""
+        self._act_one("remove", job_id)
+
+    async def aremove_job(self, job_id: str) -> None:
+        await self._aact_one("remove", job_id)
+
+    # by filter: the ids of the jobs changed; jobs in other states are left alone
+    def cancel_jobs(self, where: JobFilter) -> list[str]:
+        return self._act_many("cancel", where)
+
+    async def acancel_jobs(self, where: JobFilter) -> list[str]:
+        return await operations.act(await self._backend(), "cancel", where)
+
+    def retry_jobs(self, where: JobFilter) -> list[str]:
+        return self._act_many("retry", where)
+
+    async def aretry_jobs(self, where: JobFilter) -> list[str]:
+        return await operations.act(await self._backend(), "retry", where)
+
+    def promote_jobs(self, where: JobFilter) -> list[str]:
+        return self._act_many("promote", where)
+
+    async def apromote_jobs(self, where: JobFilter) -> list[str]:
+        return await operations.act(await self._backend(), "promote", where)
+
+    def remove_jobs(self, where: JobFilter) -> list[str]:
+        return self._act_many("remove", where)
+
+    async def aremove_jobs(self, where: JobFilter) -> list[str]:
+        return await operations.act(await self._backend(), "remove", where)
+
+    def _act_many(self, action: str, where: JobFilter) -> list[str]:
+        self._sync_backend()
+        return self.run_sync(operations.act, self.backend, action, where)
+
+    def pause_queue(self, name: str) -> None:
+        """Workers claim nothing from `name` until it is resumed."""
+        self._sync_backend()
+        self.run_sync(self.backend.set_paused, check_options(queue=name)["queue"], True)
+
+    async def apause_queue(self, name: str) -> None:
+        await (await self._backend()).set_paused(check_options(queue=name)["queue"], True)
+
+    def resume_queue(self, name: str) -> None:
+        self._sync_backend()
+        self.run_sync(self.backend.set_paused, check_options(queue=name)["queue"], False)
+
+    async def aresume_queue(self, name: str) -> None:
+        await (await self._backend()).set_paused(check_options(queue=name)["queue"], False)
+
+
+def _changed(job: Job | None) -> Job:
+    assert job is not None, "only remove answers no job"
+    return job
 
 
 class _TaskDecorator(Protocol):

@@ -69,7 +69,7 @@ def retry(
             done = app.retry_job(job_id)
             typer.echo(f"job {done.id} is {done.state.value} again")
             return
-        ids = app.run_sync(app.backend.retry, JobFilter(queue=queue, states=(JobState.FAILED,)))
+        ids = app.retry_jobs(JobFilter(queue=queue, states=(JobState.FAILED,)))
     typer.echo(f"retried {len(ids)} failed job(s)" + (f" of queue {queue}" if queue else ""))
 
 
@@ -119,6 +119,6 @@ def purge(
             count = sum(q.counts.get(s, 0) for q in app.queues() if queue in (None, q.name)
                         for s in states)
             fail(f"purge would remove {count} {what}; add --yes to do it", 1)
-        removed = app.run_sync(app.backend.remove, JobFilter(queue=queue, states=states))
+        removed = app.remove_jobs(JobFilter(queue=queue, states=states))
     typer.echo(f"removed {len(removed)} {what}")
 

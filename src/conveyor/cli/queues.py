@@ -27,7 +27,7 @@ def queues(ctx: typer.Context, as_json: JsonOut = False) -> None:
 def _set_paused(ctx: typer.Context, queue: str, paused: bool) -> None:
     check_options(queue=queue)
     with connected(ctx) as app:
-        app.run_sync(app.backend.set_paused, queue, paused)
+        (app.pause_queue if paused else app.resume_queue)(queue)
     typer.echo(f"queue {queue} {'paused: workers claim nothing from it' if paused else 'resumed'}")
 
 

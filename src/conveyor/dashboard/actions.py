@@ -17,15 +17,15 @@ from starlette.routing import Route
 
 from ..backends.base import Backend, JobFilter
 from ..jobs import JobState
+from ..operations import ACTION_STATES, act
 from .access import admin_form
 from .session import session_of
 from .views import base_path, dashboard_of, error_page
 
-ACTIONS = {  # verb: (past tense, the states it applies to)
-    "retry": ("Retried", (JobState.FAILED, JobState.CANCELLED)),
-    "cancel": ("Cancelled", (JobState.WAITING, JobState.DELAYED, JobState.ACTIVE)),
-    "promote": ("Promoted", (JobState.DELAYED,)),
-    "remove": ("Removed", tuple(s for s in JobState if s is not JobState.ACTIVE)),
+ACTIONS = {  # verb: (past tense, the states it applies to: written once, in the core)
+    verb: (past, ACTION_STATES[verb])
+    for verb, past in (("retry", "Retried"), ("cancel", "Cancelled"), ("promote", "Promoted"),
+                       ("remove", "Removed"))
 }
 BATCH = 500
 UNITS_MS = {"minutes": 60_000, "hours": 3_600_000, "days": 86_400_000}
@@ -42,9 +42,7 @@ def _back(request: Request, path: str, flash: tuple[str, str] | None = None,
 
 
 async def _run(backend: Backend, verb: str, where: JobFilter) -> list[str]:
-    method = getattr(backend, verb)
-    done: list[str] = await method(where)
-    return done
+    return await act(backend, verb, where)
 
 
 def _jobs(n: int) -> str:
@@ -119,7 +117,9 @@ async def pause(request: Request) -> Response:
     _, form = await admin_form(request)
     name = request.path_params["name"]
     paused = _text(form, "paused") == "1"
-    await (await dashboard_of(request).backend()).set_paused(name, paused)
+    dash = dashboard_of(request)
+    await dash.backend()  # opens the app's backend on this loop
+    await (dash.conveyor.apause_queue(name) if paused else dash.conveyor.aresume_queue(name))
     text = (f"Paused queue {name}: workers take no new jobs from it." if paused
             else f"Resumed queue {name}.")
     return _back(request, f"/queues/{name}", ("ok", text))
@@ -148,7 +148,7 @@ async def clean(request: Request) -> Response:
                                        cursor=cursor)
         old = tuple(j.id for j in page.jobs if (j.finished_at or j.created_at) < cutoff)
         if old:
-            removed += len(await backend.remove(JobFilter(queue=name, states=(state,),
+            removed += len(await act(backend, "remove", JobFilter(queue=name, states=(state,),
                                                            ids=old)))
         if page.next_cursor is None:
             break
@@ -167,7 +167,7 @@ async def replay(request: Request) -> Response:
     failed = (JobState.FAILED,)
     if scope == "one":
         job_id = _text(form, "id")
-        done = await backend.retry(JobFilter(states=failed, ids=(job_id,)))
+        done = await act(backend, "retry", JobFilter(states=failed, ids=(job_id,)))
         text = f"Replayed job {job_id}." if done else f"Job {job_id} is no longer failed."
         return _back(request, "/dead", ("ok" if done else "error", text),
                      type=_text(form, "type"))
@@ -178,7 +178,7 @@ async def replay(request: Request) -> Response:
                                               f"{kind}."))
     if scope == "all":
         queue = _text(form, "queue") or None
-        done = await backend.retry(JobFilter(queue=queue, states=failed))
+        done = await act(backend, "retry", JobFilter(queue=queue, states=failed))
         where = f" of queue {queue}" if queue else ""
         return _back(request, "/dead", ("ok", f"Replayed all {_jobs(len(done))} failed{where}."))
     return _back(request, "/dead", ("error", "Choose what to replay."))
@@ -197,7 +197,7 @@ async def _replay_group(backend: Backend, kind: str) -> int:
         ids = tuple(j.id for j in page.jobs
                     if str((j.last_error or {}).get("type") or "Error") == kind)
         if ids:
-            replayed += len(await backend.retry(JobFilter(states=failed, ids=ids)))
+            replayed += len(await act(backend, "retry", JobFilter(states=failed, ids=ids)))
         if page.next_cursor is None:
             return replayed
         cursor = page.next_cursor
