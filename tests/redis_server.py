@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -269,7 +270,14 @@ class RedisCluster:
             node.stop()
 
 
-def unique_url(server: RedisServer | RedisCluster, **params: str) -> str:
+class Reachable(Protocol):
+    """Anything a client can connect to: a server, a cluster, a FaultProxy in front of one."""
+
+    @property
+    def url(self) -> str: ...
+
+
+def unique_url(server: Reachable, **params: str) -> str:
     """A URL with a key prefix of its own: an empty store on a shared server."""
     query = "&".join(f"{k}={v}" for k, v in {"prefix": f"t{uuid.uuid4().hex[:10]}",
                                                 **params}.items())

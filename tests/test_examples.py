@@ -26,7 +26,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Conveyor]:
 def test_report_pipeline_reports_each_step_and_returns_a_summary(app: Conveyor) -> None:
     job = reports.generate_report.enqueue(user_id=1, days=90)
     drain(app, ["reports"])
-    assert job.result(timeout=5)["summary"].startswith("user 1: score")
+    summary = job.result(timeout=5)["summary"]
+    assert isinstance(summary, str) and summary.startswith("user 1: score")
     events = app.run_sync(app.backend.events, 0, 1000, job.id)
     steps = [e.data["progress"]["step"] for e in events if e.kind == "progress"]
     order = ["parse", "billing", "usage", "support", "score", "synthesize"]
@@ -59,7 +60,8 @@ def test_flaky_call_succeeds_on_retry(app: Conveyor) -> None:
 def test_cpu_job_runs_in_a_child_process(app: Conveyor) -> None:
     job = reports.render_thumbnail.enqueue(seed=7, size=64, rounds=4)
     drain(app, ["images"], timeout=60, process_workers=1)
-    assert len(job.result(timeout=5)["fingerprint"]) == 16
+    fingerprint = job.result(timeout=5)["fingerprint"]
+    assert isinstance(fingerprint, str) and len(fingerprint) == 16
 
 
 def test_four_clicks_with_one_key_send_one_email(app: Conveyor) -> None:

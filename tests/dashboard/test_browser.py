@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from conveyor.jobs import JobState
-from tests.dashboard.conftest import PYTHONPATH, ROOT, SECRET, USERS, Stack, shoot
-from tests.helpers import wait_until
+from tests.dashboard.conftest import PYTHONPATH, SECRET, USERS, Stack, shoot
+from tests.helpers import ROOT, wait_until
 from tests.redis_server import free_port
 
 pytest.importorskip("playwright")

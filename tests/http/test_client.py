@@ -141,7 +141,7 @@ def test_polling_backs_off_exponentially_up_to_30_seconds(
         return httpx.Response(200, json={"id": "j1", "state": state, "result": 7})
 
     pauses: list[float] = []
-    monkeypatch.setattr(client_mod.time, "sleep", pauses.append)
+    monkeypatch.setattr("conveyor.client.time.sleep", pauses.append)
     with Client("http://conveyor.test", transport=httpx.MockTransport(answer)) as jobs:
         assert jobs.wait("j1", via="poll") == 7
     assert pauses == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
@@ -172,7 +172,7 @@ def test_a_dropped_stream_resumes_from_the_last_event_id() -> None:
 def test_submit_retries_a_lost_request_with_the_same_idempotency_key(
         monkeypatch: pytest.MonkeyPatch) -> None:
     keys: list[str] = []
-    monkeypatch.setattr(client_mod.time, "sleep", lambda s: None)
+    monkeypatch.setattr("conveyor.client.time.sleep", lambda s: None)
 
     def answer(request: httpx.Request) -> httpx.Response:
         keys.append(request.headers["idempotency-key"])

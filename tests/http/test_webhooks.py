@@ -217,7 +217,7 @@ def test_private_addresses_are_refused_at_enqueue_by_default(app: Conveyor, url:
                                  "http://example.com/" + "x" * 3000])
 def test_malformed_webhook_urls_are_refused(app: Conveyor, url: object) -> None:
     with pytest.raises(InvalidOptionError):
-        wh_app.add.options(webhook=url)  # type: ignore[arg-type]
+        wh_app.add.options(webhook=url)
 
 
 def test_webhook_option_needs_webhooks_enabled(tmp_path: Path) -> None:
@@ -313,7 +313,8 @@ def test_deliveries_are_listed_and_replayed_through_the_api(
 
         def delivered() -> bool:
             answer = httpx.get(f"{server.base}/v1/jobs/{job.id}/webhooks", headers=READ)
-            return answer.json()["deliveries"][0]["outcome"] == "delivered"
+            outcome: str = answer.json()["deliveries"][0]["outcome"]
+            return outcome == "delivered"
         wait_until(delivered, 30, "the replayed delivery")
         entry = httpx.get(f"{server.base}/v1/jobs/{job.id}/webhooks",
                           headers=READ).json()["deliveries"][0]

@@ -255,7 +255,7 @@ async def test_an_idle_claim_leases_a_job_the_moment_it_arrives(url: str,
         await asyncio.sleep(0.05)  # blocked in BLPOP by now
         assert not claim.done()
         job = new_job()
-        seen: list[str | None] = []
+        seen: list[bytes | str | None] = []
 
         def produce() -> None:  # holds up this event loop until it is done
             asyncio.run(_enqueue_once(url, job))

@@ -77,7 +77,7 @@ async def test_a_stream_written_by_many_events_per_call_stays_capped(
             if not settle:
                 break
         assert 1000 <= raw.xlen(events) <= 1100  # whole nodes of 100 entries go
-        ids = [int(i.partition("-")[0]) for i, _ in raw.xrange(events)]
+        ids = [int(str(i).partition("-")[0]) for i, _ in raw.xrange(events) or []]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
     finally:
         await b.close()
