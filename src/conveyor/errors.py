@@ -9,6 +9,8 @@
     │   ├── PayloadTooLargeError  encoded arguments over the configured limit
     │   └── InvalidOptionError    a bad delay, priority, attempts, backoff, timeout, ...
     ├── InvalidRequestError       a bad cursor, filter or selection in a query
+    │   └── UnknownQueueError     no queue of that name (no jobs, not paused, no task uses it)
+    ├── QueueNotEmptyError        a queue that still holds jobs cannot be deleted
     ├── JobNotFoundError          no job with that id
     │   └── JobRemovedError       the job existed but was removed (retention or explicit)
     ├── JobStateError             the job is not in a state that allows the action
@@ -76,6 +78,14 @@ class InvalidOptionError(InvalidJobError):
 
 class InvalidRequestError(ConveyorError):
     """A bad cursor, filter or selection in a query."""
+
+
+class UnknownQueueError(InvalidRequestError):
+    """A queue name that is no queue: it has no jobs, is not paused and no task uses it."""
+
+
+class QueueNotEmptyError(ConveyorError):
+    """A queue that still holds jobs cannot be deleted."""
 
 
 class JobNotFoundError(ConveyorError):

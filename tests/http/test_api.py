@@ -152,7 +152,7 @@ async def test_queues_show_counts_and_pause_resume(client: httpx.AsyncClient) ->
     assert math["oldest_waiting_age_seconds"] >= 0 and math["oldest_waiting_at"].endswith("Z")
     resumed = await client.post("/v1/queues/math/resume")
     assert resumed.json()["paused"] is False
-    fresh = await client.post("/v1/queues/empty-one/pause")  # pausing ahead of any job
+    fresh = await client.post("/v1/queues/empty-one/pause?create=true")  # ahead of any job
     assert fresh.json() == {"name": "empty-one", "paused": True, "counts": {
         s: 0 for s in ("waiting", "delayed", "active", "completed", "failed", "cancelled")},
         "oldest_waiting_at": None, "oldest_waiting_age_seconds": None}

@@ -1,4 +1,4 @@
-"""Commands about queues: counts per state, pause and resume."""
+"""Commands about queues: counts per state, pause, resume and delete."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from .. import queues as queues_mod
 from ..task import check_options
 from . import render
 from ._root import cli
@@ -24,25 +25,40 @@ def queues(ctx: typer.Context, as_json: JsonOut = False) -> None:
         render.console().print(render.queues_table(found, now))
 
 
-def _set_paused(ctx: typer.Context, queue: str, paused: bool) -> None:
+def _set_paused(ctx: typer.Context, queue: str, paused: bool, create: bool) -> None:
     check_options(queue=queue)
     with connected(ctx) as app:
+        if not create:
+            queues_mod.check_known(app, app.queues(), queue)
         (app.pause_queue if paused else app.resume_queue)(queue)
     typer.echo(f"queue {queue} {'paused: workers claim nothing from it' if paused else 'resumed'}")
 
 
 QueueArg = Annotated[str, typer.Argument(metavar="QUEUE", show_default=False)]
+CreateOpt = Annotated[bool, typer.Option(
+    "--create", help="Pause a queue that has no jobs and no task yet (else refused: a typo "
+                     "makes no queue).")]
 
 
 @cli.command()
-def pause(ctx: typer.Context, queue: QueueArg) -> None:
+def pause(ctx: typer.Context, queue: QueueArg, create: CreateOpt = False) -> None:
     """Stop workers from claiming jobs of a queue (running jobs finish; enqueue still works)."""
-    _set_paused(ctx, queue, True)
+    _set_paused(ctx, queue, True, create)
 
 
 @cli.command()
-def resume(ctx: typer.Context, queue: QueueArg) -> None:
+def resume(ctx: typer.Context, queue: QueueArg, create: CreateOpt = False) -> None:
     """Let workers claim jobs of a paused queue again."""
-    _set_paused(ctx, queue, False)
+    _set_paused(ctx, queue, False, create)
+
+
+@cli.command("delete-queue")
+def delete_queue(ctx: typer.Context, queue: QueueArg) -> None:
+    """Delete an empty queue: it leaves every listing (refused while it holds jobs)."""
+    check_options(queue=queue)
+    with connected(ctx) as app:
+        if queues_mod.to_delete(app, app.queues(), queue):
+            app.run_sync(app.backend.set_paused, queue, False)
+    typer.echo(f"queue {queue} deleted")
 
 

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from starlette.routing import Route
 
+from .. import queues
 from ..backends.base import JobFilter
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
@@ -303,14 +304,18 @@ async def list_queues(request: Request) -> Response:
     return m.json_response([m.queue_status(info, now) for info in infos])
 
 
-async def _pause(request: Request, name: str, paused: bool) -> Response:
+Create = Annotated[bool, Query(description=(
+    "Pause a queue that does not exist yet (no jobs, no task uses it) ahead of its first "
+    "job; without it such a name answers 404, so a typo makes no queue."))]
+
+
+async def _pause(request: Request, name: str, paused: bool, create: bool) -> Response:
+    app = conveyor_of(request)
+    await queues.set_paused(app, name, paused, create=create)
     backend = await backend_of(request)
-    conveyor = conveyor_of(request)
-    await (conveyor.apause_queue(name) if paused else conveyor.aresume_queue(name))
-    now = await backend.now()
-    for info in await backend.queues():
-        if info.name == name:
-            return m.json_response(m.queue_status(info, now))
+    info = queues.find(await backend.queues(), name)
+    if info is not None:
+        return m.json_response(m.queue_status(info, await backend.now()))
     return m.json_response({"name": name, "paused": paused,
                             "counts": {s.value: 0 for s in JobState},
                             "oldest_waiting_at": None, "oldest_waiting_age_seconds": None})
@@ -318,15 +323,26 @@ async def _pause(request: Request, name: str, paused: bool) -> Response:
 
 @router.post("/queues/{name}/pause", response_model=m.QueueStatus, dependencies=ADMIN,
              tags=["queues"], summary="Pause a queue: workers stop claiming its jobs",
-             responses=responses(403, 422))
-async def pause_queue(request: Request, name: QueueName) -> Response:
-    return await _pause(request, name, True)
+             responses=responses(403, 404, 422))
+async def pause_queue(request: Request, name: QueueName, create: Create = False) -> Response:
+    return await _pause(request, name, True, create)
 
 
 @router.post("/queues/{name}/resume", response_model=m.QueueStatus, dependencies=ADMIN,
-             tags=["queues"], summary="Resume a paused queue", responses=responses(403, 422))
-async def resume_queue(request: Request, name: QueueName) -> Response:
-    return await _pause(request, name, False)
+             tags=["queues"], summary="Resume a paused queue",
+             responses=responses(403, 404, 422))
+async def resume_queue(request: Request, name: QueueName, create: Create = False) -> Response:
+    return await _pause(request, name, False, create)
+
+
+@router.delete("/queues/{name}", status_code=204, dependencies=ADMIN, tags=["queues"],
+               summary="Delete an empty queue (it leaves every listing)",
+               description="409 while the queue holds jobs of any state; 404 for a name "
+                           "that is no queue.",
+               responses=responses(403, 404, 409, 422), response_class=Response)
+async def delete_queue(request: Request, name: QueueName) -> Response:
+    await queues.delete(conveyor_of(request), name)
+    return Response(status_code=204)
 
 
 @router.get("/workers", response_model=list[m.WorkerStatus], dependencies=READ,

@@ -16,6 +16,8 @@ statuses here, in one table:
     JobNotFoundError                            404
     JobRemovedError                             410   removed by retention or by hand
     JobStateError                               409   not in a state that allows it
+    UnknownQueueError                           404   pause/resume/delete of no queue
+    QueueNotEmptyError                          409   deleting a queue that holds jobs
     missing or unknown bearer token             401   with WWW-Authenticate: Bearer
     read scope on an admin route                403
     BackendError                                503   with Retry-After
@@ -48,6 +50,8 @@ from ..errors import (
     JobRemovedError,
     JobStateError,
     PayloadTooLargeError,
+    QueueNotEmptyError,
+    UnknownQueueError,
     UnknownTaskError,
 )
 from ..serialization import dumps
@@ -114,6 +118,8 @@ _MAPPING: list[tuple[type[ConveyorError], int, str, str]] = [
     (UnknownTaskError, 404, "unknown-task", "Unknown task"),
     (PayloadTooLargeError, 413, "payload-too-large", "Payload too large"),
     (InvalidJobError, 422, "invalid-job", "The job was refused"),
+    (UnknownQueueError, 404, "unknown-queue", "Unknown queue"),
+    (QueueNotEmptyError, 409, "queue-not-empty", "Queue not empty"),
     (InvalidRequestError, 400, "invalid-request", "Invalid request"),
     (JobRemovedError, 410, "job-removed", "Job removed"),
     (JobNotFoundError, 404, "job-not-found", "Job not found"),
@@ -200,8 +206,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "Malformed JSON, a bad header, cursor or query",
         401: "No or unknown bearer token",
         403: "The token's scope does not allow this",
-        404: "No such job (or task)",
-        409: "The job's state does not allow this",
+        404: "No such job, task or queue",
+        409: "The job's state does not allow this (or the queue is not empty)",
         410: "The job was removed",
         413: "The request body is over the limit",
         415: "The request body is not JSON",

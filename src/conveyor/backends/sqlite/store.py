@@ -491,7 +491,8 @@ class SqliteStore:
             oldest = dict(conn.execute(Q["oldest_waiting"]).fetchall())
         finally:
             conn.execute("COMMIT")
-        names = sorted(set(counts) | set(paused))
+        # a queue exists by having jobs or by being paused (a resumed empty one is gone)
+        names = sorted(set(counts) | {name for name, is_paused in paused.items() if is_paused})
         return [
             QueueInfo(
                 name=name,
