@@ -40,7 +40,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
+from . import extras
+
+try:
+    import httpx
+except ModuleNotFoundError as exc:
+    extras.missing("conveyor.client", "client", exc)
 
 from .errors import (
     ArgumentsError,

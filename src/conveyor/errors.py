@@ -2,7 +2,8 @@
 
     ConveyorError
     ├── ConfigurationError        a bad backend URL, app path, setting, plugin or middleware
-    │   └── WorkerStartError      a worker start hook raised: the worker did not start
+    │   ├── WorkerStartError      a worker start hook raised: the worker did not start
+    │   └── MissingExtraError     a part whose optional dependencies are not installed
     ├── InvalidJobError           a job that must not be stored; nothing was written
     │   ├── UnknownTaskError      no task registered under that name
     │   ├── ArgumentsError        arguments that do not fit the task's signature, or are not JSON
@@ -41,6 +42,20 @@ class ConfigurationError(ConveyorError):
 
 class WorkerStartError(ConfigurationError):
     """A worker start hook (``@app.on_worker_start``) raised; the worker did not start."""
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """A part of conveyor was imported without the extra that installs its dependencies.
+
+    Also an `ImportError`, so ``try: import conveyor.http except ImportError`` still works.
+    """
+
+    def __init__(self, part: str, extra: str, missing: str) -> None:
+        super().__init__(
+            f"{part} needs the {extra!r} extra ({missing} is not installed): "
+            f"pip install 'conveyor[{extra}]'"
+        )
+        self.extra = extra
 
 
 class InvalidJobError(ConveyorError):

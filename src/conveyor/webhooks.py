@@ -61,7 +61,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
+from . import extras
+
+try:
+    import httpx
+except ModuleNotFoundError as exc:
+    extras.missing("conveyor.webhooks", "server", exc)
 
 from . import backoff as backoff_mod
 from .backends.base import Backend, JobFilter, NewJob

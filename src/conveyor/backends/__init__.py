@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MissingExtraError
 from .base import Backend
 
 # scheme -> "module:Class", imported only when used so optional drivers stay optional
@@ -24,6 +24,8 @@ def backend_for(url: str) -> Backend:
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
+    except MissingExtraError:
+        raise
     except ImportError as exc:
         raise ConfigurationError(f"the {scheme} backend is not available: {exc}") from None
     backend: Backend = getattr(module, class_name)(url)

@@ -15,6 +15,11 @@ Modules, one concern each:
 
 from __future__ import annotations
 
-from .app import create_dashboard
+from .. import extras
+
+try:
+    from .app import create_dashboard
+except ModuleNotFoundError as exc:
+    extras.missing("conveyor.dashboard", "server", exc)
 
 __all__ = ["create_dashboard"]

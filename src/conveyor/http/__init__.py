@@ -15,7 +15,12 @@ Modules, one concern each:
 
 from __future__ import annotations
 
-from .app import create_app
-from .settings import HttpSettings, Scope
+from .. import extras
+
+try:
+    from .app import create_app
+    from .settings import HttpSettings, Scope
+except ModuleNotFoundError as exc:
+    extras.missing("conveyor.http", "server", exc)
 
 __all__ = ["HttpSettings", "Scope", "create_app"]

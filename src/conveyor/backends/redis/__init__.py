@@ -2,6 +2,11 @@
 included. The keyspace is described in `keyspace`, the transitions are the Lua scripts in
 ``lua/``, one file each."""
 
-from .backend import RedisBackend
+from ... import extras
+
+try:
+    from .backend import RedisBackend
+except ModuleNotFoundError as exc:
+    extras.missing("the redis backend", "redis", exc)
 
 __all__ = ["RedisBackend"]
