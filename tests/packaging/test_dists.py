@@ -71,7 +71,7 @@ def test_core_requirements_leave_web_and_redis_to_extras(dists: Dists) -> None:
         meta = email.message_from_bytes(wheel.read("conveyor-0.1.0.dist-info/METADATA"))
     requires = meta.get_all("Requires-Dist") or []
     core = {r.split(">")[0].split("[")[0] for r in requires if "extra ==" not in r}
-    assert core == {"pydantic", "orjson", "typer", "rich"}
+    assert core == {"pydantic", "orjson", "typer", "rich", "cronsim"}
     assert set(meta.get_all("Provides-Extra") or []) == {"redis", "server", "client", "otel",
                                                          "all"}
     assert meta["License-Expression"] == "MIT"
