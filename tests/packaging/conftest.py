@@ -69,11 +69,12 @@ class Venv:
 
     def pip_install(self, *requirements: str) -> None:
         """pip of the running interpreter installs into this venv (pip --python), from the
-        package index through pip's cache: a fresh venv needs no pip of its own."""
+        package index through pip's cache: a fresh venv needs no pip of its own. Without
+        PYTHONPATH, or pip would take a source tree on it for an installed conveyor."""
         done = subprocess.run(
             [sys.executable, "-m", "pip", "--python", str(self.python), "install", "--quiet",
              "--disable-pip-version-check", *requirements],
-            capture_output=True, text=True, timeout=300, check=False)
+            env=self.env(), capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, f"pip install {requirements} failed:\n{done.stderr}"
 
     def env(self, **extra: str) -> dict[str, str]:
