@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import operations
 from .backends import backend_for
-from .backends.base import SYNC_CALL, Backend, JobFilter, NewJob, QueueInfo, Retention
+from .backends.base import Backend, JobFilter, NewJob, QueueInfo, Retention
 from .errors import (
     ConfigurationError,
     JobNotFoundError,
@@ -260,23 +260,12 @@ class Conveyor:
     def run_sync(self, call: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run one backend coroutine from synchronous code.
 
-        Backends that can (SQLite inline, Redis with a synchronous client) finish it on
-        this thread without an event loop; others run it on a private event loop thread
-        with a backend instance of its own.
+        Backends that can (`capabilities.inline_sync`: SQLite, Redis) finish it on this
+        thread without an event loop (`Backend.run_inline`); others run it on a private
+        event loop thread with a backend instance of its own (see backends/base.py).
         """
         if self.backend.capabilities.inline_sync:
-            token = SYNC_CALL.set(True)
-            try:
-                coro = call(*args)
-                try:
-                    coro.send(None)
-                except StopIteration as done:
-                    value: T = done.value
-                    return value
-                coro.close()
-                raise RuntimeError("backend coroutine suspended during a sync call")
-            finally:
-                SYNC_CALL.reset(token)
+            return self.backend.run_inline(call, *args)
         if self._portal is None:
             self._portal = _Portal(self.url)
         result: T = self._portal.call(call.__name__, *args)

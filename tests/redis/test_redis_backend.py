@@ -227,16 +227,16 @@ async def test_a_cancelled_wait_for_work_ends_even_as_it_is_woken(url: str) -> N
     b = await opened(url)
     try:
         await b.fetch(["q"], 0, W, LEASE)  # asked for nothing: waits without BLPOP
-        assert b._waker is not None
+        assert b.conn.waker is not None
         for _ in range(20):
             task = asyncio.create_task(b.wait_for_work(["q"], 30.0))
             await asyncio.sleep(0.01)
-            b._waker.fed(["q"], 5, 0)  # a fetch with room to spare wakes the gate...
+            b.conn.waker.fed(["q"], 5, 0)  # a fetch with room to spare wakes the gate...
             await asyncio.sleep(0)
             task.cancel()  # ...just as the worker cancels its listener
             done, _ = await asyncio.wait({task}, timeout=2.0)
             assert done, "the cancelled wait never ended"
-            b._waker.fed(["q"], 0, 0)
+            b.conn.waker.fed(["q"], 0, 0)
     finally:
         await b.close()
 

@@ -22,79 +22,135 @@ def fields(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(it, it, strict=True))
 
 
-def _int(value: str | None) -> int | None:
-    return None if value is None else int(value)
+# -- jobs ----------------------------------------------------------------------------
+# The one list of a job's fields, in `Job`'s order: the job-hash field each is read from
+# and how. "call" holds [args, kwargs] and "opts" [max_attempts, timeout, backoff, meta]
+# as JSON (fewer hash fields make every HSET and HMGET of a job cheaper): a field read
+# from one names its element ("call.0"). Adding a field to Job is one line here (plus
+# writing it in enqueue.lua, and in CLAIM_FIELDS if a claim must read it).
+JOB_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("id", "id", "text"),
+    ("queue", "queue", "text"),
+    ("task", "task", "text"),
+    ("args", "call.0", "value"),
+    ("kwargs", "call.1", "value"),
+    ("state", "state", "state"),
+    ("priority", "priority", "int"),
+    ("key", "key", "text"),
+    ("attempt", "attempt", "int"),
+    ("max_attempts", "opts.0", "value"),
+    ("stalls", "stalls", "int"),
+    ("max_stalls", "max_stalls", "int"),
+    ("timeout", "opts.1", "float?"),
+    ("backoff", "opts.2", "value"),
+    ("meta", "opts.3", "value"),
+    ("progress", "progress", "json"),
+    ("result", "result", "json"),
+    ("errors", "errors", "list"),
+    ("logs", "logs", "list"),
+    ("created_at", "created_at", "int"),
+    ("scheduled_at", "scheduled_at", "int"),
+    ("started_at", "started_at", "int?"),
+    ("finished_at", "finished_at", "int?"),
+    ("worker", "worker", "text"),
+    ("cancel_requested", "cancel_requested", "flag"),
+)
+
+# How each kind of stored text ({v}, None where the hash lacks the field) is read.
+_READ = {
+    "text": "{v}",
+    "value": "{v}",  # an element of a decoded JSON field
+    "state": "STATES[{v}]",
+    "int": "int({v} or 0)",  # counters a job does not store until they move read as 0
+    "int?": "None if {v} is None else int({v})",
+    "float?": "None if {v} is None else float({v})",
+    "json": "None if {v} is None else loads({v})",
+    "list": "[] if {v} is None else loads({v})",
+    "flag": "{v} == '1'",
+}
+
+# The order of CLAIM_FIELDS in lua/includes/queue.lua: what a claim reads of the job.
+CLAIM_FIELDS = ("state", "attempt", "task", "call", "opts", "priority", "key", "max_stalls",
+                "stalls", "progress", "errors", "logs", "created_at", "scheduled_at")
+# What a claim decided rather than read: the job's queue, the lease, the time of the claim.
+_CLAIMED = {"id": "lease[0]", "queue": "queue", "state": "'active'", "attempt": "lease[1]",
+            "started_at": "now", "worker": "worker"}
+
+
+def _decoder(name: str, params: str, source: dict[str, str]) -> Any:
+    """Compile a function that builds a Job from `source` (field -> an expression of
+    `params` giving its stored text, None where absent; "call.0"-style entries give an
+    element already decoded): positional arguments, as dataclasses compile their own
+    __init__. A decoder written out by hand costs the same; one made from JOB_FIELDS
+    cannot miss a field. Keyword arguments would cost twice as much, and claims and
+    enqueues run once per job on their hot paths."""
+    lines = [f"def {name}({params}):"]
+    lines += [f"    {whole} = loads({source[whole]})" for whole in ("call", "opts")
+              if whole in source]
+    args = []
+    for _, field, how in JOB_FIELDS:
+        whole, _, part = field.partition(".")
+        element = part and field not in source  # read from the decoded whole
+        text = f"{whole}[{part}]" if element else source.get(field, "None")
+        args.append(_READ[how].format(v=text))
+    lines.append("    return Job(" + ", ".join(args) + ")")
+    scope = {"Job": Job, "STATES": STATES, "loads": loads}
+    exec("\n".join(lines), scope)  # the text is made above, from constants only
+    return scope[name]
+
+
+_from_hash = _decoder("job", "h", {
+    f: f"h[{f!r}]" if f in ("call", "opts") else f"h.get({f!r})"
+    for f in {*(f.partition(".")[0] for _, f, _ in JOB_FIELDS)}})
+_from_claim = _decoder("claimed", "queue, worker, now, lease, v", {
+    **{f: f"v[{i}]" for i, f in enumerate(CLAIM_FIELDS)}, **_CLAIMED})
+# what enqueue.lua writes: the new job's own values (the rest is absent until it runs)
+_from_new = _decoder("created", "new, created_at, scheduled_at, state", {
+    "id": "new.id", "queue": "new.queue", "task": "new.task",
+    "call.0": "loads(new.args_json)", "call.1": "loads(new.kwargs_json)", "state": "state",
+    "priority": "new.priority", "key": "new.key", "opts.0": "new.max_attempts",
+    "max_stalls": "new.max_stalls", "opts.1": "new.timeout",
+    "opts.2": "loads(new.backoff_json)", "opts.3": "loads(new.meta_json)",
+    "created_at": "created_at", "scheduled_at": "scheduled_at"})
 
 
 def job(h: dict[str, str]) -> Job:
-    """A job hash as a Job (counters a new job does not store yet read as 0)."""
-    get = h.get
-    args, kwargs = loads(h["call"])
-    max_attempts, timeout, backoff, meta = loads(h["opts"])
-    return Job(
-        id=h["id"], queue=h["queue"], task=h["task"], args=args, kwargs=kwargs,
-        state=STATES[h["state"]], priority=int(h["priority"]), key=get("key"),
-        attempt=int(get("attempt", 0)), max_attempts=max_attempts,
-        stalls=int(get("stalls", 0)), max_stalls=int(h["max_stalls"]),
-        timeout=None if timeout is None else float(timeout), backoff=backoff, meta=meta,
-        progress=loads(get("progress")), result=loads(get("result")),
-        errors=loads(get("errors", "[]")), logs=loads(get("logs", "[]")),
-        created_at=int(h["created_at"]), scheduled_at=int(h["scheduled_at"]),
-        started_at=_int(get("started_at")), finished_at=_int(get("finished_at")),
-        worker=get("worker"), cancel_requested=get("cancel_requested") == "1",
-    )
-
-
-# The order of CLAIM_FIELDS in lua/includes/queue.lua.
-CLAIM_FIELDS = ("state", "attempt", "task", "call", "opts", "priority", "key", "max_stalls",
-                "stalls", "progress", "errors", "logs", "created_at", "scheduled_at")
+    """A job hash as a Job."""
+    built: Job = _from_hash(h)
+    return built
 
 
 def claim(queue: str, worker: str, now: int, lease: Sequence[Any],
           values: Sequence[str | None]) -> Claim:
-    """A job fetch.lua just leased: its CLAIM_FIELDS values plus what the claim decided."""
-    (_, _, task, call, opts, priority, key, max_stalls, stalls, progress, errors, logs,
-     created_at, scheduled_at) = values
-    job_id, attempt, token = lease
-    assert task is not None and call is not None and opts is not None
-    args, kwargs = loads(call)
-    max_attempts, timeout, backoff, meta = loads(opts)
-    # Positional, in Job's field order: keyword arguments make this call twice as dear,
-    # and it runs once per job on the worker's hot path (pinned by
-    # tests/redis/test_redis_backend.py::test_a_claimed_job_is_the_job_as_stored)
-    return Claim(Job(
-        job_id, queue, task, args, kwargs, JobState.ACTIVE, int(priority or 0), key,
-        int(attempt), max_attempts, int(stalls or 0), int(max_stalls or 0),
-        None if timeout is None else float(timeout), backoff, meta,
-        None if progress is None else loads(progress), None,
-        [] if errors is None else loads(errors), [] if logs is None else loads(logs),
-        int(created_at or 0), int(scheduled_at or 0), now, None, worker, False,
-    ), token)
+    """A job fetch.lua just leased: its CLAIM_FIELDS values plus what the claim decided
+    (pinned by tests/redis/test_redis_backend.py::test_a_claimed_job_is_the_job_as_stored)."""
+    return Claim(_from_claim(queue, worker, now, lease, values), lease[2])
 
 
 def new_job_args(new: NewJob) -> list[Any]:
     """The first 9 of the 10 values enqueue.lua takes per job (the caller adds the last).
     The arguments travel as one JSON value, the options another: fewer hash fields make
     every HSET and HMGET of the job cheaper for Redis."""
-    timeout = "null" if new.timeout is None else repr(float(new.timeout))
     return [
-        new.id, new.task, f"[{new.args_json},{new.kwargs_json}]",
-        f"[{new.max_attempts},{timeout},{new.backoff_json or 'null'},{new.meta_json}]",
-        new.priority, new.key or "", max(new.delay_ms, 0),
-        "" if new.run_at_ms is None else new.run_at_ms, new.max_stalls,
+        new.id, new.task, _call(new), _opts(new), new.priority, new.key or "",
+        max(new.delay_ms, 0), "" if new.run_at_ms is None else new.run_at_ms, new.max_stalls,
     ]
 
 
+def _call(new: NewJob) -> str:
+    return f"[{new.args_json},{new.kwargs_json}]"
+
+
+def _opts(new: NewJob) -> str:
+    timeout = "null" if new.timeout is None else repr(float(new.timeout))
+    return f"[{new.max_attempts},{timeout},{new.backoff_json or 'null'},{new.meta_json}]"
+
+
 def created_job(new: NewJob, created_at: int, scheduled_at: int, state: str) -> Job:
-    """The job enqueue.lua just stored, without reading it back (positional, as in
-    `claim`; pinned by test_redis_backend.py::test_an_enqueued_job_is_the_job_as_stored)."""
-    return Job(
-        new.id, new.queue, new.task, loads(new.args_json), loads(new.kwargs_json),
-        STATES[state], new.priority, new.key, 0, new.max_attempts, 0, new.max_stalls,
-        None if new.timeout is None else float(new.timeout), loads(new.backoff_json),
-        loads(new.meta_json), None, None, [], [], created_at, scheduled_at, None, None, None,
-        False,
-    )
+    """The job enqueue.lua just stored, without reading it back (pinned by
+    test_redis_backend.py::test_an_enqueued_job_is_the_job_as_stored)."""
+    built: Job = _from_new(new, created_at, scheduled_at, state)
+    return built
 
 
 def settlement_args(s: Settlement) -> list[Any]:

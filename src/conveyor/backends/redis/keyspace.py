@@ -106,6 +106,10 @@ class QueueKeys:
     def tombstones(self) -> str:
         return self.keys[9]
 
+    @property
+    def meta(self) -> str:
+        return self.keys[11]
+
 
 QUEUE_KEY_NAMES = ("job:", "waiting", "delayed", "active", "completed", "failed", "cancelled",
                    "jobs", "keys", "tombstones", "events", "meta", "wake")

@@ -217,6 +217,10 @@ SELECT name, paused FROM queues;
 -- name: workers
 SELECT info, started_at, last_seen_at FROM workers ORDER BY started_at;
 
+-- name: event_head
+-- The newest event's id (retention never removes the newest event, so ids never repeat).
+SELECT coalesce(max(id), 0) FROM events;
+
 -- name: events
 SELECT id, job_id, queue, kind, data, at FROM events
 WHERE id > :after ORDER BY id LIMIT :limit;

@@ -9,7 +9,6 @@ once with `attempt_only=True`; the blocking path retries with short sleeps until
 
 from __future__ import annotations
 
-import base64
 import sqlite3
 import threading
 import time
@@ -17,8 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
-
-import orjson
 
 from ...errors import BackendUnavailableError, InvalidRequestError
 from ...jobs import FINAL_STATES, Event, Job, JobState
@@ -39,15 +36,10 @@ from ..base import (
     Settlement,
     WorkerInfo,
 )
+from . import rows
 
 T = TypeVar("T")
 
-JOB_COLUMNS = (
-    "seq, id, queue, task, args, kwargs, state, priority, key, attempt, max_attempts, "
-    "stalls, max_stalls, timeout, backoff, meta, progress, result, errors, logs, "
-    "created_at, scheduled_at, started_at, finished_at, worker, cancel_requested, token"
-)
-_STATES = {state.value: state for state in JobState}
 _FINAL_SQL = "'completed', 'failed', 'cancelled'"  # exactly as in the jobs_finished index
 WORKER_FORGET_MS = 3600 * 1000
 AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a writer must checkpoint itself
@@ -73,69 +65,14 @@ def _load_queries() -> dict[str, str]:
         blocks[name] = "\n".join(body).strip()
     return {
         key: sql.rstrip(";")
-        .replace("RETURNING *", f"RETURNING {JOB_COLUMNS}")
-        .replace("SELECT * FROM jobs", f"SELECT {JOB_COLUMNS} FROM jobs")
+        .replace("RETURNING *", f"RETURNING {rows.JOB_COLUMNS}")
+        .replace("SELECT * FROM jobs", f"SELECT {rows.JOB_COLUMNS} FROM jobs")
         for key, sql in blocks.items()
     }
 
 
 Q = _load_queries()
 SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
-
-
-def _json(text: str | None) -> Any:
-    # most rows hold empty or absent values; skip the decoder for those
-    if text is None:
-        return None
-    if text == "[]":
-        return []
-    if text == "{}":
-        return {}
-    return orjson.loads(text)
-
-
-def _job(row: Sequence[Any]) -> Job:
-    return Job(
-        id=row[1], queue=row[2], task=row[3], args=_json(row[4]), kwargs=_json(row[5]),
-        state=_STATES[row[6]], priority=row[7], key=row[8], attempt=row[9],
-        max_attempts=row[10], stalls=row[11], max_stalls=row[12], timeout=row[13],
-        backoff=_json(row[14]), meta=_json(row[15]), progress=_json(row[16]),
-        result=_json(row[17]), errors=_json(row[18]), logs=_json(row[19]),
-        created_at=row[20], scheduled_at=row[21], started_at=row[22], finished_at=row[23],
-        worker=row[24], cancel_requested=bool(row[25]),
-    )
-
-
-def _new_job(row: tuple[Any, ...]) -> Job:
-    """A just-inserted job, from the values of its `enqueue` row."""
-    return Job(
-        id=row[0], queue=row[1], task=row[2], args=_json(row[3]), kwargs=_json(row[4]),
-        state=_STATES[row[5]], priority=row[6], key=row[7], attempt=0, max_attempts=row[8],
-        stalls=0, max_stalls=row[9], timeout=row[10], backoff=_json(row[11]),
-        meta=_json(row[12]), progress=None, result=None, errors=[], logs=[],
-        created_at=row[13], scheduled_at=row[14], started_at=None, finished_at=None,
-        worker=None, cancel_requested=False,
-    )
-
-
-def _event(row: Sequence[Any]) -> Event:
-    return Event(id=row[0], job_id=row[1], queue=row[2], kind=row[3], data=loads(row[4]),
-                 at=row[5])
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        if kind != "seq" or not value.isdigit():
-            raise ValueError
-        return int(value)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequestError(f"bad cursor {cursor!r}") from None
 
 
 def where_sql(where: JobFilter) -> tuple[str, dict[str, Any]]:
@@ -270,22 +207,22 @@ class SqliteStore:
             before = conn.execute(Q["last_seq"]).fetchone()[0]
             due = [new.run_at_ms if new.run_at_ms is not None else now + new.delay_ms
                    for new in jobs]
-            rows = [
+            inserted = [
                 (new.id, new.queue, new.task, new.args_json, new.kwargs_json,
                  "delayed" if at > now else "waiting", new.priority, new.key,
                  new.max_attempts, new.max_stalls, new.timeout, new.backoff_json,
                  new.meta_json, now, at)
                 for new, at in zip(jobs, due, strict=True)
             ]
-            stored = conn.executemany(Q["enqueue"], rows).rowcount
+            stored = conn.executemany(Q["enqueue"], inserted).rowcount
             conn.execute(Q["enqueued_events"], {"before": before})
             if stored == len(jobs):
-                return [Enqueued(_new_job(row), True) for row in rows]
+                return [Enqueued(rows.new_job(row), True) for row in inserted]
             created = {r[0] for r in conn.execute(Q["ids_after"], {"before": before})}
             out: list[Enqueued] = []
-            for new, row in zip(jobs, rows, strict=True):
+            for new, row in zip(jobs, inserted, strict=True):
                 if new.id in created:
-                    out.append(Enqueued(_new_job(row), True))
+                    out.append(Enqueued(rows.new_job(row), True))
                     continue
                 existing = None
                 if new.key is not None:  # a job holds the key (perhaps from this batch)
@@ -293,7 +230,7 @@ class SqliteStore:
                                             {"queue": new.queue, "key": new.key}).fetchone()
                 if existing is None:
                     existing = conn.execute(Q["by_id"], {"id": new.id}).fetchone()
-                out.append(Enqueued(_job(existing), False))
+                out.append(Enqueued(rows.job(existing), False))
             return out
 
     # -- workers ------------------------------------------------------------------------
@@ -323,12 +260,12 @@ class SqliteStore:
         if len(open_queues) > 1:
             candidates.sort(key=lambda c: (-c[1], c[2], c[0]))
             del candidates[limit:]
-        rows = conn.execute(Q["claim"], {
+        claimed = conn.execute(Q["claim"], {
             "seqs": dumps([c[0] for c in candidates]), "worker": worker_id, "now": now,
             "lease_ms": lease_ms,
         }).fetchall()
-        rows.sort(key=lambda r: (-r[7], r[21], r[0]))
-        return [Claim(_job(row), row[26]) for row in rows]
+        claimed.sort(key=lambda r: (-r[7], r[21], r[0]))
+        return [Claim(rows.job(row), row[rows.TOKEN]) for row in claimed]
 
     def settle(self, conn: sqlite3.Connection, settlements: Sequence[Settlement]) -> list[bool]:
         with self.transaction(conn) as now:
@@ -458,7 +395,7 @@ class SqliteStore:
     # -- operators ----------------------------------------------------------------------
     def get(self, conn: sqlite3.Connection, job_id: str) -> Job | None:
         row = conn.execute(Q["by_id"], {"id": job_id}).fetchone()
-        return None if row is None else _job(row)
+        return None if row is None else rows.job(row)
 
     def tombstone(self, conn: sqlite3.Connection, job_id: str) -> int | None:
         row = conn.execute(Q["tombstone"], {"id": job_id}).fetchone()
@@ -471,22 +408,24 @@ class SqliteStore:
         condition, params = where_sql(where)
         if cursor is not None:
             condition += " AND seq < :f_cursor"
-            params["f_cursor"] = decode_cursor(cursor)
+            params["f_cursor"] = rows.decode_cursor(cursor)
         params["f_limit"] = limit + 1
-        rows = conn.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY seq DESC LIMIT :f_limit",
+        found = conn.execute(
+            f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE {condition}"
+            " ORDER BY seq DESC LIMIT :f_limit",
             params,
         ).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page([_job(r) for r in rows], encode_cursor(rows[-1][0]) if more else None)
+        more = len(found) > limit
+        found = found[:limit]
+        cursor = rows.encode_cursor(found[-1][0]) if more else None
+        return Page([rows.job(r) for r in found], cursor)
 
     def queues(self, conn: sqlite3.Connection) -> list[QueueInfo]:
         conn.execute("BEGIN")
         try:
             counts: dict[str, dict[JobState, int]] = {}
             for queue, state, n in conn.execute(Q["state_counts"]):
-                counts.setdefault(queue, {})[_STATES[state]] = n
+                counts.setdefault(queue, {})[rows.STATES[state]] = n
             paused = {name: bool(p) for name, p in conn.execute(Q["all_queues"])}
             oldest = dict(conn.execute(Q["oldest_waiting"]).fetchall())
         finally:
@@ -514,11 +453,15 @@ class SqliteStore:
     def events(self, conn: sqlite3.Connection, after: int, limit: int,
                job_id: str | None) -> list[Event]:
         if job_id is None:
-            rows = conn.execute(Q["events"], {"after": after, "limit": limit})
+            found = conn.execute(Q["events"], {"after": after, "limit": limit})
         else:
-            rows = conn.execute(Q["job_events"], {"job_id": job_id, "after": after,
+            found = conn.execute(Q["job_events"], {"job_id": job_id, "after": after,
                                                   "limit": limit})
-        return [_event(r) for r in rows]
+        return [rows.event(r) for r in found]
+
+    def event_head(self, conn: sqlite3.Connection) -> int:
+        head: int = conn.execute(Q["event_head"]).fetchone()[0]
+        return head
 
     def act(self, conn: sqlite3.Connection, action: str, where: JobFilter) -> list[str]:
         """cancel / retry / promote / remove on every job the filter selects."""
