@@ -1,7 +1,7 @@
 """Declaring schedules in code: what ``@app.cron`` and ``app.schedule`` do.
 
-The app's methods are thin: they land here. The first declaration sets schedules up for
-the app (`schedules_of`): the runtime API object and the scheduler, a leader duty.
+The app's methods are thin: they land here. The first declaration installs the schedules
+plugin (plugin.py), which holds the runtime API object and the scheduler.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError
-from .api import Schedules
-from .runner import Scheduler
+from .plugin import SchedulesPlugin, enable
 from .spec import ScheduleSpec
 
 if TYPE_CHECKING:
@@ -21,21 +20,8 @@ if TYPE_CHECKING:
 F = TypeVar("F")
 
 
-class ScheduleSupport:
-    """What an app gets once it uses schedules."""
-
-    def __init__(self, app: Conveyor) -> None:
-        self.schedules = Schedules(app)
-        self.scheduler = Scheduler(self.schedules)
-
-
-def schedules_of(app: Conveyor) -> ScheduleSupport:
-    support: ScheduleSupport | None = getattr(app, "_schedule_support", None)
-    if support is None:
-        support = ScheduleSupport(app)
-        app._schedule_support = support  # type: ignore[attr-defined]
-        app.leader_duties.append(support.scheduler)
-    return support
+def schedules_of(app: Conveyor) -> SchedulesPlugin:
+    return enable(app)
 
 
 def cron(app: Conveyor, expression: str, *, name: str | None = None, tz: str | None = None,

@@ -17,15 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
 from ..backends.schedules import Firing
 from .planner import plan
 from .spec import ScheduleSpec
-
-if TYPE_CHECKING:
-    from .api import Schedules
 
 log = logging.getLogger("conveyor.schedules")
 REREAD = 1.0  # seconds between reads of the schedules when nothing is due sooner
@@ -33,9 +29,7 @@ MIN_SLEEP = 0.002
 
 
 class Scheduler:
-    def __init__(self, schedules: Schedules | None = None) -> None:
-        self.schedules = schedules
-        self._synced = False
+    def __init__(self) -> None:
         self._lead_until = 0.0
         self._last_call = 0.0
         self._runner: asyncio.Task[None] | None = None
@@ -55,16 +49,6 @@ class Scheduler:
         return time.monotonic() < self._lead_until
 
     async def _run(self, backend: Backend) -> None:
-        while self.leading() and not self._synced and self.schedules is not None:
-            try:  # this process's declarations, before its first tick as leader
-                report = await self.schedules.astore_declared(backend)
-                self._synced = True
-                if report.created or report.updated or report.retired:
-                    log.info("schedules: %d created, %d updated, %d retired",
-                             len(report.created), len(report.updated), len(report.retired))
-            except Exception as exc:
-                log.error("could not store the declared schedules: %s", exc)
-                await asyncio.sleep(REREAD)
         while self.leading():
             try:
                 pause = await self.round(backend)
