@@ -67,53 +67,74 @@ def check_options(
     """Validate option values (None = not given) into JobOptions fields."""
     out: dict[str, Any] = {}
     if queue is not None:
-        if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE_NAME \
-                or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise InvalidOptionError(
-                f"bad queue name {queue!r}: 1-100 letters, digits, '-', '_' or '.'")
-        out["queue"] = queue
+        out["queue"] = _check_queue(queue)
     if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, int) \
-                or not -1_000_000 <= priority <= 1_000_000:
-            raise InvalidOptionError("priority must be an integer between -1000000 and 1000000")
-        out["priority"] = priority
+        out["priority"] = _check_int(priority, -1_000_000, 1_000_000,
+                                     "priority must be an integer between -1000000 and 1000000")
     if attempts is not None:
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 1000:
-            raise InvalidOptionError("attempts must be an integer between 1 and 1000")
-        out["attempts"] = attempts
+        out["attempts"] = _check_int(attempts, 1, 1000,
+                                     "attempts must be an integer between 1 and 1000")
     if max_stalls is not None:
-        if isinstance(max_stalls, bool) or not isinstance(max_stalls, int) \
-                or not 0 <= max_stalls <= 1000:
-            raise InvalidOptionError("max_stalls must be an integer between 0 and 1000")
-        out["max_stalls"] = max_stalls
+        out["max_stalls"] = _check_int(max_stalls, 0, 1000,
+                                       "max_stalls must be an integer between 0 and 1000")
     if timeout is not None:
-        seconds = _seconds(timeout, "timeout")
-        if seconds <= 0:
-            raise InvalidOptionError("timeout must be > 0 seconds")
-        out["timeout"] = seconds
+        out["timeout"] = _check_timeout(timeout)
     if backoff is not None:
         out["backoff"] = backoff_mod.normalize(backoff)
     if delay is not None:
         out["delay"] = _seconds(delay, "delay")
     if run_at is not None:
-        if not isinstance(run_at, dt.datetime):
-            raise InvalidOptionError("run_at must be a datetime")
-        if run_at.tzinfo is None:
-            raise InvalidOptionError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
-        out["run_at"] = run_at
+        out["run_at"] = _check_run_at(run_at)
     if key is not None:
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
-            raise InvalidOptionError(f"key must be a string of 1 to {MAX_KEY_LENGTH} characters")
-        if any(c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" for c in key):
-            # keys are shown in logs, the dashboard and its live streams: no line breaks
-            raise InvalidOptionError("key must not contain control characters or line breaks")
-        out["key"] = key
+        out["key"] = _check_key(key)
     if meta is not None:
-        if not isinstance(meta, dict):
-            raise InvalidOptionError("meta must be a dict")
-        dumps_checked(meta, "meta")
-        out["meta"] = meta
+        out["meta"] = _check_meta(meta)
     return out
+
+
+def _check_queue(queue: Any) -> str:
+    if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE_NAME \
+            or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise InvalidOptionError(
+            f"bad queue name {queue!r}: 1-100 letters, digits, '-', '_' or '.'")
+    return queue
+
+
+def _check_int(value: Any, low: int, high: int, message: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidOptionError(message)
+    return value
+
+
+def _check_timeout(timeout: Any) -> float:
+    seconds = _seconds(timeout, "timeout")
+    if seconds <= 0:
+        raise InvalidOptionError("timeout must be > 0 seconds")
+    return seconds
+
+
+def _check_run_at(run_at: Any) -> dt.datetime:
+    if not isinstance(run_at, dt.datetime):
+        raise InvalidOptionError("run_at must be a datetime")
+    if run_at.tzinfo is None:
+        raise InvalidOptionError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+    return run_at
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidOptionError(f"key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+    if any(c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" for c in key):
+        # keys are shown in logs, the dashboard and its live streams: no line breaks
+        raise InvalidOptionError("key must not contain control characters or line breaks")
+    return key
+
+
+def _check_meta(meta: Any) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise InvalidOptionError("meta must be a dict")
+    dumps_checked(meta, "meta")
+    return meta
 
 
 def _seconds(value: Any, what: str) -> float:

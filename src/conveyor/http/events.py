@@ -223,6 +223,9 @@ class EventHub:
         return self._ready
 
     async def _tail(self) -> None:
+        """Hand out pages while anyone listens: at once after a full page, soon after
+        activity, slower and slower when quiet; stop `linger` seconds after the last
+        listener left, or when no listener waits through an outage."""
         assert self._ready is not None
         quiet_since: float | None = None
         interval = self.min_interval
@@ -234,26 +237,14 @@ class EventHub:
                     checked = loop.time()
                     with contextlib.suppress(Exception):  # an outage: next time
                         await self._check_removed()
-                try:
-                    backend = await _opened(self.conveyor)
-                    if backend is not self._backend:  # first run, or the app was repointed
-                        self._backend, self.cursor = backend, None
-                        self._ready.clear()
-                    if not self._ready.is_set():
-                        self.cursor = await self._head(backend, self.cursor or 0)
-                        self._ready.set()
-                    events = await backend.events(after=self.cursor or 0, limit=self.page)
-                    self.reads += 1
-                except Exception as exc:  # an outage: keep the listeners, try again
-                    log.warning("event hub: cannot read events: %s", exc)
+                events = await self._read_page()
+                if events is None:  # an outage: keep the listeners, try again
                     if not self.subscribers and not self._waiting:
                         return
                     await asyncio.sleep(1.0)
                     continue
                 if events:
-                    self._dispatch(events)
-                    await self._notify_plugins(events)
-                    self.cursor = events[-1].id
+                    await self._deliver(events)
                     interval = self.min_interval
                     if len(events) >= self.page:
                         continue
@@ -268,6 +259,31 @@ class EventHub:
                 await asyncio.sleep(interval)
         finally:
             self._ready.clear()
+
+    async def _read_page(self) -> list[Event] | None:
+        """The next page after the cursor, finding the stream's head first when the hub
+        starts or the app was repointed; None when the backend cannot be read."""
+        assert self._ready is not None
+        try:
+            backend = await _opened(self.conveyor)
+            if backend is not self._backend:  # first run, or the app was repointed
+                self._backend, self.cursor = backend, None
+                self._ready.clear()
+            if not self._ready.is_set():
+                self.cursor = await self._head(backend, self.cursor or 0)
+                self._ready.set()
+            events = await backend.events(after=self.cursor or 0, limit=self.page)
+            self.reads += 1
+        except Exception as exc:
+            log.warning("event hub: cannot read events: %s", exc)
+            return None
+        return events
+
+    async def _deliver(self, events: list[Event]) -> None:
+        """Hand a page to the subscriptions and the plugins, then move the cursor past it."""
+        self._dispatch(events)
+        await self._notify_plugins(events)
+        self.cursor = events[-1].id
 
     async def _check_removed(self) -> None:
         """Removal writes no event: find followed jobs that no longer exist."""
@@ -462,40 +478,59 @@ async def _job_stream(hub: EventHub, sub: Subscription, conveyor: Conveyor, job:
                       after: int | None, base: str) -> AsyncGenerator[bytes, None]:
     heartbeat = heartbeat_seconds()
     catchup = _Catchup(conveyor, job.id, None, hub.page)
+    sent = _JobSent(sub.start if after is None else after)
     try:
         if after is None:
             yield _frame("snapshot", m.job_status(job, base), sub.start)
-            if job.is_final:
-                return
-            last = sub.start
         else:
-            last = after
-            async for event in catchup.read(last):
-                yield _event_frame(event)
-                last = event.id
-                if event.kind in FINAL_KINDS:
+            async for event in catchup.read(after):
+                if (frame := sent.frame(event)) is not None:
+                    yield frame
+                if sent.finished:
                     return
-            if job.is_final:  # its final event was at or before Last-Event-ID
+        if job.is_final:  # a snapshot says so, or its final event was at or before
+            return        # Last-Event-ID
+        while not sent.finished:
+            events = await _next_job_events(sub, catchup, sent.last, heartbeat)
+            if events is None:
                 return
-        while True:
-            events = await sub.get(heartbeat)
-            if sub.closed or sub.gone:
-                return
-            if sub.overflowed:
-                sub.recovered()
-                events = [e async for e in catchup.read(last)]
             if not events:
                 yield HEARTBEAT
-                continue
             for event in events:
-                if event.id <= last:
-                    continue
-                yield _event_frame(event)
-                last = event.id
-                if event.kind in FINAL_KINDS:
-                    return
+                if (frame := sent.frame(event)) is not None:
+                    yield frame
     finally:
         hub.unsubscribe(sub)
+
+
+async def _next_job_events(sub: Subscription, catchup: _Catchup, last: int,
+                           heartbeat: float) -> list[Event] | None:
+    """What a job's stream sends next ([]: a heartbeat is due), read from the backend
+    after an overflow; None when the stream ends (server stopping, job removed)."""
+    events = await sub.get(heartbeat)
+    if sub.closed or sub.gone:
+        return None
+    if sub.overflowed:
+        sub.recovered()
+        events = [e async for e in catchup.read(last)]
+    return events
+
+
+class _JobSent:
+    """What a job's stream has sent: every event up to `last`; `finished` once the job's
+    final event went out (nothing is sent after it)."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.finished = False
+
+    def frame(self, event: Event) -> bytes | None:
+        """The event's frame, or None if it was sent already or the stream is finished."""
+        if self.finished or event.id <= self.last:
+            return None
+        self.last = event.id
+        self.finished = event.kind in FINAL_KINDS
+        return _event_frame(event)
 
 
 @router.get("/events", dependencies=[Depends(read_access)], tags=["events"],
