@@ -8,8 +8,8 @@ follows the event stream from the first scrape on.
 Counters live in the serving process, so scrape one process per address: with
 ``conveyor serve --workers N`` each scrape may land on another process, whose counts
 started at another moment (they would read as resets). Scrape a replica that runs one
-process (or give each process its own port); several replicas are fine, see
-conveyor.metrics on aggregating them.
+process (or give each process its own port); several replicas are fine: one of them
+reports the queue-wide series (see conveyor.metrics), so `sum` over replicas is right.
 """
 
 from __future__ import annotations
