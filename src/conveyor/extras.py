@@ -22,7 +22,7 @@ MODULES: dict[str, frozenset[str]] = {
     "redis": frozenset({"redis", "hiredis"}),
     "server": frozenset(
         {"fastapi", "starlette", "uvicorn", "jinja2", "markupsafe", "prometheus_client",
-         "multipart", "python_multipart", "httpx"}
+         "multipart", "python_multipart", "httpx", "itsdangerous", "argon2"}
     ),
     "client": frozenset({"httpx"}),
     "otel": frozenset({"opentelemetry"}),

@@ -25,6 +25,7 @@ from __future__ import annotations
 # Imported for their commands, in --help order: first the commands that run your code.
 from . import dev, worker, enqueue, serve  # noqa: F401
 from . import jobs, queues, info, check  # noqa: F401
+from . import passwords  # noqa: F401
 from ._root import cli, main
 
 __all__ = ["cli", "main"]

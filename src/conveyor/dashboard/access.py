@@ -11,6 +11,7 @@ action requests anyway.
 from __future__ import annotations
 
 import hmac
+import math
 from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import FormData
@@ -110,27 +111,39 @@ async def login_submit(request: Request) -> Response:
     form = await checked_form(request)
     settings = dash.settings
     target = _safe_next(form.get("next"))
-    token = form.get("token")
-    name, password = form.get("name"), form.get("password")
+    token, name, password = form.get("token"), form.get("name"), form.get("password")
+    by_token = isinstance(token, str) and bool(token.strip())
+    who = "token" if by_token else (name if isinstance(name, str) else "")
+    address = request.client.host if request.client else ""
+    wait = dash.throttle.wait_seconds(who, address)
+    if wait > 0:
+        page = render(request, "login.html", status_code=429, next=target, name=who,
+                      error=f"Too many failed sign-ins: try again in {math.ceil(wait)} s.")
+        page.headers["Retry-After"] = str(math.ceil(wait))
+        return page
     login = None
-    if isinstance(token, str) and token.strip():
+    if by_token and isinstance(token, str):
         if auth.from_token(settings, token.strip()) is not None:
             login = login_for_token(settings, token.strip())
     elif (isinstance(name, str) and isinstance(password, str) and name
           and auth.from_password(settings, name, password) is not None):
         login = login_for_user(settings, name)
     if login is None:
+        dash.throttle.failed(who, address)
         return render(request, "login.html", status_code=401, next=target,
                       error="That login was not accepted. Check the name and password, "
                             "or the token.", name=name if isinstance(name, str) else "")
-    session = session_of(request)
-    session.start(login)
+    dash.throttle.succeeded(who)
+    session_of(request).start(login)
     return RedirectResponse(base_path(request) + target, status_code=303)
 
 
 async def logout(request: Request) -> Response:
     await checked_form(request)
-    session_of(request).start(None)
+    session = session_of(request)
+    if session.login is not None:  # the old cookie must not sign anyone in again
+        await dashboard_of(request).revocations.revoke(session.sid, session.seconds_left())
+    session.start(None)
     session_of(request).set_flash("ok", "Signed out.")
     return RedirectResponse(base_path(request) + "/login", status_code=303)
 

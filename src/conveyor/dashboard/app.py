@@ -25,6 +25,7 @@ from ..http.settings import HttpSettings
 from . import access, actions, pages, streams
 from .access import LoginRequired, Refused, login_redirect
 from .live import Live
+from .revocation import Revocations
 from .session import SessionMiddleware
 from .views import HERE, Dashboard, error_page, make_templates
 
@@ -63,16 +64,18 @@ def create_dashboard(conveyor: Conveyor, settings: HttpSettings | None = None, *
     own.
     """
     settings = settings or HttpSettings.from_env()
+    revocations = Revocations(conveyor)
     app = Starlette(
         routes=[*pages.routes, *actions.routes, *access.routes, *streams.routes,
                 Mount("/static", StaticFiles(directory=HERE / "static", check_dir=False),
                       name="static")],
-        middleware=[Middleware(SessionMiddleware, settings=settings)] + (
+        middleware=[Middleware(SessionMiddleware, settings=settings,
+                               revocations=revocations)] + (
             [Middleware(OpenModeGuard, allowed_hosts=settings.allowed_hosts, forms_under="")]
             if settings.open else []),
         exception_handlers={LoginRequired: _login_required, Refused: _refused,
                             HTTPException: _http_error, ConveyorError: _conveyor_error},
     )
     live = Live(conveyor, hub if hub is not None else EventHub(conveyor))
-    app.state.dashboard = Dashboard(conveyor, settings, make_templates(), live)
+    app.state.dashboard = Dashboard(conveyor, settings, make_templates(), live, revocations)
     return app

@@ -1,33 +1,40 @@
 """Dashboard sessions: a signed cookie that says who signed in and carries the CSRF token.
 
 Every visitor gets a session (signed but anonymous until login), so even the login form is
-CSRF-protected. The cookie holds no secret: a user's name or a fingerprint of the token
-used to sign in, re-checked against the configuration on every request, so removing a
-token or changing a password ends the sessions that used it. It is HttpOnly, SameSite=Lax
-(cross-site POSTs never carry it) and scoped to the dashboard's own path.
+CSRF-protected. The cookie is signed with itsdangerous (keyed by CONVEYOR_SECRET_KEY, with
+this purpose as its salt) and holds no secret: a session id, a user's name or a fingerprint
+of the token used to sign in, re-checked against the configuration on every request, so
+removing a token or changing a password ends the sessions that used it. Signing out
+revokes the session id for every server process (see `revocation`). It is HttpOnly,
+SameSite=Lax (cross-site POSTs never carry it) and scoped to the dashboard's own path.
 """
 
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..http.auth import ANONYMOUS_ADMIN, Principal
 from ..http.settings import HttpSettings
+from .revocation import Revocations
 
 COOKIE = "conveyor_session"
 MAX_AGE_S = 12 * 3600
-_PURPOSE = b"conveyor-dashboard-session\x00"
+_SALT = "conveyor-dashboard-session"
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(16)
 
 
 @dataclass
@@ -37,6 +44,7 @@ class Session:
     issued: int = field(default_factory=lambda: int(time.time()))
     flash: dict[str, str] | None = None  # one message for the next page, then gone
     dirty: bool = True  # the cookie must be (re)written with this response
+    sid: str = field(default_factory=_new_id)  # what signing out revokes
 
     def set_flash(self, kind: str, text: str) -> None:
         self.flash = {"kind": kind, "text": text}
@@ -49,47 +57,37 @@ class Session:
         return flash
 
     def start(self, login: dict[str, str] | None) -> None:
-        """A new identity gets a new CSRF token (no fixation across a login or logout)."""
+        """A new identity gets a new session id and CSRF token (no fixation across a login
+        or logout)."""
         self.login = login
+        self.sid = _new_id()
         self.csrf = secrets.token_urlsafe(24)
         self.issued = int(time.time())
         self.dirty = True
 
-
-def _mac(secret: str, body: bytes) -> bytes:
-    return hmac.new(secret.encode(), _PURPOSE + body, hashlib.sha256).digest()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    def seconds_left(self, now: float | None = None) -> float:
+        return max(self.issued + MAX_AGE_S - (time.time() if now is None else now), 0.0)
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+@functools.lru_cache(maxsize=8)
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=_SALT)
 
 
 def encode(secret: str, session: Session) -> str:
-    body = json.dumps({"c": session.csrf, "l": session.login, "i": session.issued,
-                       "f": session.flash}, separators=(",", ":")).encode()
-    return f"{_b64(body)}.{_b64(_mac(secret, body))}"
+    return _serializer(secret).dumps({"s": session.sid, "c": session.csrf, "l": session.login,
+                                      "i": session.issued, "f": session.flash})
 
 
 def decode(secret: str, value: str, now: float | None = None) -> Session | None:
     """The session in a cookie value, or None if it is forged, malformed or expired."""
-    body_text, _, mac_text = value.partition(".")
     try:
-        body, mac = _unb64(body_text), _unb64(mac_text)
-    except ValueError:
-        return None
-    if not hmac.compare_digest(mac, _mac(secret, body)):
-        return None
-    try:
-        data: dict[str, Any] = json.loads(body)
+        data: dict[str, Any] = _serializer(secret).loads(value, max_age=MAX_AGE_S)
         session = Session(csrf=str(data["c"]), login=data.get("l"), issued=int(data["i"]),
-                          flash=data.get("f"), dirty=False)
-    except (ValueError, KeyError, TypeError):
+                          flash=data.get("f"), dirty=False, sid=str(data["s"]))
+    except (BadSignature, ValueError, KeyError, TypeError):
         return None
-    if session.issued + MAX_AGE_S < (now if now is not None else time.time()):
+    if session.seconds_left(now) <= 0:
         return None
     return session
 
@@ -134,9 +132,11 @@ class SessionMiddleware:
     """Loads the session into ``scope["conveyor.session"]`` and writes the cookie back on
     the response when it changed (a pure ASGI middleware, so streams pass untouched)."""
 
-    def __init__(self, app: ASGIApp, settings: HttpSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: HttpSettings,
+                 revocations: Revocations | None = None) -> None:
         self.app = app
         self.settings = settings
+        self.revocations = revocations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -145,6 +145,9 @@ class SessionMiddleware:
         conn = HTTPConnection(scope)
         raw = conn.cookies.get(COOKIE)
         session = (decode(self.settings.secret_key, raw) if raw else None) or Session()
+        if session.login is not None and self.revocations is not None \
+                and await self.revocations.is_revoked(session.sid):
+            session = Session()  # signed out: anonymous again
         scope["conveyor.session"] = session
         path = (scope.get("root_path") or "").rstrip("/") + "/"
         secure = conn.url.scheme == "https"

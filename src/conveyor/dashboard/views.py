@@ -8,7 +8,7 @@ Every link is built from `base`, the path the dashboard is mounted at, so it wor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from ..http.settings import HttpSettings
 from ..jobs import JobState
 from . import format as fmt
 from .live import Live
+from .revocation import Revocations
 from .session import principal, session_of
+from .throttle import LoginThrottle
 
 HERE = Path(__file__).parent
 STALE_AFTER_MS = 15_000  # a worker heartbeats every second or so; 15 s of silence is news
@@ -35,6 +37,8 @@ class Dashboard:
     settings: HttpSettings
     templates: Jinja2Templates
     live: Live
+    revocations: Revocations
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     async def backend(self) -> Backend:
         return await self.live.backend()

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
+import secrets
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from types import FrameType
 from typing import Any
 
@@ -49,9 +51,26 @@ def check_exposure(settings: HttpSettings, host: str) -> str | None:
                                  f"not {host}: use --host 127.0.0.1 or set CONVEYOR_TOKENS")
     if settings.open:
         return f"open mode: no authentication, bound to {host} only"
+    notes = []
     if not settings.tokens:
-        return "no CONVEYOR_TOKENS set: every request except /healthz will get 401"
-    return None
+        notes.append("no CONVEYOR_TOKENS set: every request except /healthz will get 401")
+    if settings.plaintext_users:
+        notes.append(f"CONVEYOR_USERS gives the password of {', '.join(settings.plaintext_users)}"
+                     " in plaintext: store `conveyor hash-password` hashes instead")
+    return "; ".join(notes) or None
+
+
+def share_secret_key(workers: int, environ: MutableMapping[str, str]) -> str | None:
+    """One session-signing key for every server process: with several and no
+    CONVEYOR_SECRET_KEY, make one for this run and hand it to them through the
+    environment (each would otherwise make its own, and a session signed by one process
+    would be refused by the others). What to tell the operator, if anything."""
+    if workers < 2 or environ.get("CONVEYOR_SECRET_KEY"):
+        return None
+    environ["CONVEYOR_SECRET_KEY"] = secrets.token_urlsafe(32)
+    return (f"CONVEYOR_SECRET_KEY is not set: the {workers} server processes share a key "
+            "made for this run, so a restart signs everyone out of the dashboard (set "
+            "CONVEYOR_SECRET_KEY to keep sessions across restarts)")
 
 
 def app_from_env() -> Any:
@@ -83,6 +102,9 @@ def run(host: str, port: int, workers: int = 1, *, log_level: str = "info",
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
     # a SIGTERM'd server that finished cleanly exits 0, like the worker
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    shared = share_secret_key(workers, os.environ)
+    if shared:
+        print(f"conveyor serve: {shared}", file=sys.stderr, flush=True)
     uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=access_log, lifespan="on",
                 timeout_graceful_shutdown=GRACE_SECONDS, http=BoundedHttpToolsProtocol)

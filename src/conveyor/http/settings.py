@@ -1,8 +1,11 @@
 """Settings of the HTTP service and dashboard, read from CONVEYOR_* environment variables.
 
     CONVEYOR_TOKENS           "admin:s3cret,read:viewer-token"  bearer tokens and their scope
-    CONVEYOR_USERS            "alice:admin:password,bob:read:password"  dashboard logins
-    CONVEYOR_SECRET_KEY       signs dashboard sessions and CSRF tokens (random if unset)
+    CONVEYOR_USERS            "alice:admin:HASH,bob:read:HASH"  dashboard logins; HASH from
+                              `conveyor hash-password` (argon2), or a plaintext password
+                              (warned about at start-up)
+    CONVEYOR_SECRET_KEY       signs dashboard sessions and CSRF tokens (random if unset:
+                              `conveyor serve --workers N` makes one for all N processes)
     CONVEYOR_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
     CONVEYOR_OPEN             "1": no auth at all (only `conveyor dev`, bound to 127.0.0.1)
     CONVEYOR_ALLOWED_HOSTS    "dev.local,box:8000"  in open mode, Host names answered besides
@@ -19,6 +22,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError
+from . import passwords
 
 
 class Scope(enum.StrEnum):
@@ -43,6 +47,11 @@ class HttpSettings:
     allowed_hosts: tuple[str, ...] = ()  # open mode: Host names besides loopback ones
     webhook_secrets: tuple[str, ...] = ()
     webhook_allow_private: bool = False
+
+    @property
+    def plaintext_users(self) -> list[str]:
+        """Users whose password is given in plaintext rather than as an argon2 hash."""
+        return sorted(u.name for u in self.users.values() if not passwords.is_hash(u.password))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> HttpSettings:
@@ -84,12 +93,26 @@ def _tokens(spec: str) -> dict[str, Scope]:
     return out
 
 
+def _user_entries(spec: str) -> list[str]:
+    """Entries split on commas, except the commas inside an argon2 hash
+    ("$argon2id$v=19$m=65536,t=3,p=4$..."): a piece without a colon continues the last."""
+    entries: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if entries and ":" not in part and passwords.is_hash(entries[-1].split(":", 2)[-1]):
+            entries[-1] += "," + part
+        elif part:
+            entries.append(part)
+    return entries
+
+
 def _users(spec: str) -> dict[str, User]:
     out: dict[str, User] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
+    for item in _user_entries(spec):
         name, scope, password = [*item.split(":", 2), "", ""][:3]
         if not name or not password or scope not in Scope.__members__.values():
             raise ConfigurationError(
                 f"bad CONVEYOR_USERS entry for {name!r}: use name:scope:password")
+        if passwords.is_hash(password):
+            passwords.check_hash(password, name)
         out[name] = User(name, Scope(scope), password)
     return out
