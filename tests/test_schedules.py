@@ -177,3 +177,24 @@ def test_declarations_are_upserted_by_name_and_removed_ones_retired(app: Conveyo
     changed = app.schedules.get("a")
     assert changed.expression == "*/5 * * * *" and before.expression == "every 1m"
     assert changed.next_run_at is not None and changed.next_run_at % 300_000 == 0
+
+
+async def test_metrics_report_each_schedule(app: Conveyor) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from conveyor.metrics import Metrics
+
+    await app.schedules.acreate("hourly", "report", cron="@hourly", kwargs={"user_id": 1})
+    await app.schedules.atrigger("hourly")
+    await app.schedules.apause("hourly")
+    metrics = app.install(Metrics())
+    text = (await metrics.render()).decode()
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for family in text_string_to_metric_families(text) for s in family.samples}
+    hourly = (("schedule", "hourly"),)
+    assert found[("conveyor_schedule_ticks_enqueued_total", hourly)] == 1
+    assert found[("conveyor_schedule_interval_seconds", hourly)] == 3600
+    assert found[("conveyor_schedule_paused", hourly)] == 1
+    assert found[("conveyor_schedule_seconds_since_success", hourly)] >= 0
+    assert found[("conveyor_schedule_ticks_skipped_total",
+                  (("reason", "overlap"), ("schedule", "hourly")))] == 0

@@ -129,6 +129,7 @@ class Metrics(Plugin):
         self.registry.register(self._snapshot)
         self.cursor: int | None = None
         self._lock: asyncio.Lock | None = None
+        self._extra: dict[str, Any] = {}
 
     def setup(self, app: Conveyor) -> None:
         self.app = app
@@ -161,6 +162,8 @@ class Metrics(Plugin):
             now = await backend.now()
             self._snapshot.update(await backend.queues(), await backend.workers(), now,
                                   self.live_within)
+            for extra in self._plugin_collectors():
+                await extra.refresh(backend)
             return generate_latest(self.local) + generate_latest(self.registry)
 
     def _start_reporting(self) -> None:
@@ -172,6 +175,16 @@ class Metrics(Plugin):
         for outcome in DELIVERY_OUTCOMES:  # zeros from the start, so alerts can use rate()
             self.deliveries.labels(outcome)
         self.cursor = None
+
+    def _plugin_collectors(self) -> list[Any]:
+        """Collectors of other plugins (``metrics_collector()``, with an async
+        ``refresh(backend)`` called before each render), registered on first sight."""
+        for plugin in self.app.plugins:
+            make = getattr(plugin, "metrics_collector", None)
+            if make is not None and plugin.name not in self._extra:
+                self._extra[plugin.name] = make()
+                self.registry.register(self._extra[plugin.name])
+        return list(self._extra.values())
 
     # -- the event stream -------------------------------------------------------------------
     async def follow(self, backend: Backend) -> None:

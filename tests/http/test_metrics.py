@@ -234,6 +234,18 @@ tests:
               description: >-
                 2 webhook deliveries failed for good in 30 minutes; see GET
                 /v1/jobs/{{id}}/webhooks of the announced jobs.
+      - eval_time: 20m
+        alertname: ConveyorScheduleNotCompleting
+        exp_alerts: []
+      - eval_time: 30m
+        alertname: ConveyorScheduleNotCompleting
+        exp_alerts:
+          - exp_labels: {{schedule: stuck, severity: warning}}
+            exp_annotations:
+              summary: Schedule stuck has not completed a run for 2 intervals
+              description: >-
+                Its last run completed 30m 0s ago; see conveyor schedules and the last
+                run's job.
 """
 SERIES = {
     'conveyor_queue_jobs{{queue="reports",state="waiting",instance="{i}"}}': "200+10x40",
@@ -252,6 +264,16 @@ SERIES = {
     'conveyor_queue_paused{{queue="paused",instance="{i}"}}': "1x40",
     'conveyor_webhook_deliveries_total{{outcome="failed",instance="{i}"}}': "0x5 1x5 2x30",
     'conveyor_webhook_deliveries_total{{outcome="delivered",instance="{i}"}}': "0+5x40",
+    # "stuck" (every 10 minutes) last completed at 0; "daily" and "held" (paused) are fine
+    'conveyor_schedule_seconds_since_success{{schedule="stuck",instance="{i}"}}': "0+60x40",
+    'conveyor_schedule_interval_seconds{{schedule="stuck",instance="{i}"}}': "600x40",
+    'conveyor_schedule_paused{{schedule="stuck",instance="{i}"}}': "0x40",
+    'conveyor_schedule_seconds_since_success{{schedule="daily",instance="{i}"}}': "0+60x40",
+    'conveyor_schedule_interval_seconds{{schedule="daily",instance="{i}"}}': "86400x40",
+    'conveyor_schedule_paused{{schedule="daily",instance="{i}"}}': "0x40",
+    'conveyor_schedule_seconds_since_success{{schedule="held",instance="{i}"}}': "0+60x40",
+    'conveyor_schedule_interval_seconds{{schedule="held",instance="{i}"}}': "60x40",
+    'conveyor_schedule_paused{{schedule="held",instance="{i}"}}': "1x40",
 }
 
 
@@ -261,7 +283,7 @@ def test_shipped_alert_rules_are_valid_and_fire_when_they_should(tmp_path: Path)
     check = subprocess.run([PROMTOOL, "check", "rules", str(ALERTS)], capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 5 rules found" in check.stdout
+    assert "SUCCESS: 6 rules found" in check.stdout
 
     series = "\n".join(f"      - series: '{name.format(i=i)}'\n        values: '{values}'"
                        for i in "ab" for name, values in SERIES.items())

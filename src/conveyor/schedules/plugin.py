@@ -72,6 +72,12 @@ class SchedulesPlugin(Plugin):
 
         return router
 
+    def metrics_collector(self) -> Any:
+        """The schedule gauges, for the metrics plugin (metrics.py)."""
+        from .metrics import ScheduleMetrics
+
+        return ScheduleMetrics()
+
 
 def enable(app: Conveyor) -> SchedulesPlugin:
     """Install the schedules plugin in `app` (once; later calls return it)."""
