@@ -6,6 +6,18 @@ that four clicks send only once.
     conveyor enqueue send_email --arg to=ana@example.com --key welcome-ana
 
 Set CONVEYOR_EXAMPLE_SPEED (e.g. 50) to run the pipeline that many times faster.
+
+Webhooks are on: under `conveyor dev` the example page (port 8001) receives them at
+/hooks and lists what it got (signature checked) at the same address:
+
+    curl -X POST 127.0.0.1:8000/v1/tasks/send_email/jobs -H 'Content-Type: application/json' \
+      -d '{"kwargs": {"to": "ana@example.com"},
+           "options": {"webhook": "http://127.0.0.1:8001/hooks"}}'
+    curl 127.0.0.1:8001/hooks
+
+They are signed with CONVEYOR_WEBHOOK_SECRETS, or without it with EXAMPLE_SECRET (one
+machine only, never in production); this example lets webhooks reach private addresses
+(the page on 127.0.0.1) unless CONVEYOR_WEBHOOK_ALLOW_PRIVATE=0.
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ import hashlib
 import os
 import random
 
-from conveyor import Conveyor, NonRetryableError, log, progress
+from conveyor import Conveyor, NonRetryableError, log, progress, webhooks
 
 app = Conveyor()
 SPEED = float(os.environ.get("CONVEYOR_EXAMPLE_SPEED", "1"))
@@ -78,3 +90,8 @@ def send_email(to: str, subject: str = "Your report is ready") -> dict[str, str]
     """Enqueue it with key= (e.g. the user's click id): four clicks send one email."""
     log(f"sending '{subject}' to {to}")
     return {"to": to, "subject": subject, "status": "sent"}
+
+
+EXAMPLE_SECRET = "whsec_Y29udmV5b3IgZXhhbXBsZSwgb25lIG1hY2hpbmUgb25seQ=="
+webhooks.enable(app, secrets=os.environ.get("CONVEYOR_WEBHOOK_SECRETS") or EXAMPLE_SECRET,
+                allow_private=os.environ.get("CONVEYOR_WEBHOOK_ALLOW_PRIVATE", "1") != "0")

@@ -9,7 +9,8 @@ follows it live, served beside conveyor's HTTP API.
 The page is plain HTML, CSS and JavaScript (examples/static/): no build step, no CDN. It
 shows how a web app mounts conveyor (``web.mount("/api", create_app(app))``) and how a
 browser client should follow a job: Idempotency-Key per report, SSE with a polling
-fallback, and a time limit so that it never spins forever.
+fallback, and a time limit so that it never spins forever. It also receives the example
+app's webhooks at /hooks (see examples/reports.py).
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import socket
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from conveyor import Conveyor
+from conveyor import Conveyor, webhooks
 from conveyor.http import HttpSettings, create_app, events
 from examples import reports
 
@@ -47,9 +50,33 @@ def create_web(conveyor: Conveyor | None = None, settings: HttpSettings | None =
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
+    _add_receiver(web, conveyor)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
     web.mount(api_prefix, create_app(conveyor, settings))
     return web
+
+
+def _add_receiver(web: FastAPI, conveyor: Conveyor) -> None:
+    """A webhook receiver to try webhooks on one machine: POST /hooks takes a delivery and
+    checks its Standard Webhooks signature; GET /hooks lists the last 50, newest first."""
+    received: deque[dict[str, object]] = deque(maxlen=50)
+
+    @web.post("/hooks", status_code=204, include_in_schema=False)
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        hooks = webhooks.webhooks_of(conveyor)
+        message_id = request.headers.get("webhook-id", "")
+        stamp = request.headers.get("webhook-timestamp", "")
+        sent = set(request.headers.get("webhook-signature", "").split())
+        verified = hooks is not None and stamp.isdigit() and bool(sent & set(webhooks.sign(
+            hooks.config.secrets, message_id, int(stamp), body).split()))
+        received.appendleft({"webhook_id": message_id, "verified": verified,
+                             "payload": json.loads(body or b"null")})
+        return Response(status_code=204)
+
+    @web.get("/hooks", include_in_schema=False)
+    async def deliveries() -> list[dict[str, object]]:
+        return list(received)
 
 
 class _QuietServer(uvicorn.Server):
