@@ -7,6 +7,7 @@ The backend URL comes from CONVEYOR_URL, which each test points at its own SQLit
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
@@ -51,3 +52,20 @@ def record(ledger: str) -> int:
     with open(ledger, "a") as file:
         file.write(f"{current_job().id} {os.getpid()}\n")
     return os.getpid()
+
+
+chatter = logging.getLogger("tests.chatty")
+
+
+@app.task(queue="math")
+def chatty(word: str = "hello") -> str:
+    """Logs through the stdlib, in a thread: the record should carry the job's fields."""
+    chatter.info("saying %s", word)
+    return word
+
+
+@app.task(queue="math", executor="process")
+def chatty_child(word: str = "hello") -> str:
+    """The same from a process-executor child."""
+    chatter.info("saying %s from a child", word)
+    return word

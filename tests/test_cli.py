@@ -268,7 +268,8 @@ def test_purge_refuses_without_yes_and_removes_only_finished_jobs(url: str) -> N
 def test_info_reports_version_backend_tasks_and_queues(url: str) -> None:
     enqueue("add", "--arg", "x=1")
     data = as_json("info")
-    assert data["url"] == url and data["tasks"] == ["add", "crawl", "explode", "nap", "record"]
+    assert data["url"] == url
+    assert data["tasks"] == ["add", "chatty", "chatty_child", "crawl", "explode", "nap", "record"]
     assert data["capabilities"]["multi_process"] is True
     assert data["workers"] == {"live": 0, "stale": 0}
     assert [q["counts"]["waiting"] for q in data["queues"] if q["name"] == "math"] == [1]

@@ -57,6 +57,11 @@ def current_job() -> JobContext:
     return ctx
 
 
+def job_context() -> JobContext | None:
+    """The running job's context, or None outside a task (for logging filters)."""
+    return _current.get()
+
+
 def progress(value: Any) -> None:
     """Report progress: a number (read as percent) or any JSON value."""
     current_job().report("progress", value)

@@ -49,7 +49,7 @@ from . import health
 from .backends.base import WorkerInfo
 from .errors import ConfigurationError
 from .loading import load_app
-from .logs import configure_logging
+from .logs import configure_logging, install_job_log
 from .worker import Worker
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class ChildSpec:
     process_workers: int | None = None
     log_level: str = "info"
     log_format: str = "text"
+    store_job_logs: bool = False
     max_jobs: int | None = None
     max_memory: int | None = None  # bytes of resident memory
     group: str = ""
@@ -324,7 +325,7 @@ class GroupWorker(Worker):
 def child_main(spec: ChildSpec, parent: int) -> None:
     """A worker process: the app's worker, with the group's id and the recycle limits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches us through the supervisor
-    configure_logging(spec.log_level, spec.log_format)
+    configure_logging(spec.log_level, spec.log_format, store_job_logs=spec.store_job_logs)
     asyncio.run(_run_child(spec, parent))
 
 
@@ -332,6 +333,7 @@ async def _run_child(spec: ChildSpec, parent: int) -> None:
     app = load_app(spec.app_path)
     if app.url != spec.url:
         app.use(spec.url)
+    install_job_log(app)
     worker = GroupWorker(app, spec, parent)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.stop_gracefully, "SIGTERM")

@@ -75,8 +75,16 @@ class LogLevel(enum.StrEnum):
     ERROR = "error"
 
 
-def configure_logging(level: LogLevel) -> None:
-    logs.configure_logging(level.value)
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def configure_logging(level: LogLevel, fmt: LogFormat = LogFormat.TEXT,
+                      store_job_logs: bool = False) -> None:
+    """This process's logging, and the same for the processes it starts (see logs.py)."""
+    logs.configure_logging(level.value, fmt.value, store_job_logs=store_job_logs)
+    logs.export_settings(level.value, fmt.value, store_job_logs)
 
 
 def queue_names(values: Sequence[str] | None) -> list[str]:
@@ -95,3 +103,9 @@ AppArg = Annotated[str | None, typer.Argument(
 Concurrency = Annotated[int, typer.Option(
     "--concurrency", "-c", envvar="CONVEYOR_CONCURRENCY", min=1, help="Jobs run at once.")]
 LogLevelOpt = Annotated[LogLevel, typer.Option(envvar="CONVEYOR_LOG_LEVEL", case_sensitive=False)]
+LogFormatOpt = Annotated[LogFormat, typer.Option(
+    envvar="CONVEYOR_LOG_FORMAT", case_sensitive=False,
+    help="text lines, or JSON lines (timestamp, level, logger, message, job fields).")]
+StoreJobLogsOpt = Annotated[bool, typer.Option(
+    "--store-job-logs", envvar="CONVEYOR_STORE_JOB_LOGS",
+    help="Also keep tasks' own log records with their job (like log()).")]

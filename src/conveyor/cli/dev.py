@@ -23,13 +23,23 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import logs
 from ..app import Conveyor
 from ..errors import ConfigurationError
 from ..loading import import_path
 from ..worker import Worker
 from . import render
 from ._root import cli
-from .common import AppArg, Concurrency, LogLevel, configure_logging, load, note
+from .common import (
+    AppArg,
+    Concurrency,
+    LogFormat,
+    LogFormatOpt,
+    LogLevel,
+    configure_logging,
+    load,
+    note,
+)
 from .running import run_worker
 
 DEV_URL = "sqlite:///conveyor.db"
@@ -123,6 +133,7 @@ def dev(ctx: typer.Context, app_path: AppArg = None, concurrency: Concurrency = 
         api_port: Annotated[int, typer.Option(
             envvar="CONVEYOR_API_PORT", min=0, max=65535,
             help="Port of the HTTP API on 127.0.0.1 (open, no auth); 0: no API.")] = 8000,
+        log_format: LogFormatOpt = LogFormat.TEXT,
         ) -> None:
     """Try conveyor on one machine: a worker plus maintenance on sqlite:///conveyor.db,
     and the HTTP API on 127.0.0.1:8000.
@@ -136,10 +147,11 @@ def dev(ctx: typer.Context, app_path: AppArg = None, concurrency: Concurrency = 
                                  "set CONVEYOR_APP (or app in [tool.conveyor.dev] of "
                                  "./pyproject.toml)")
     app = load(ctx, need_tasks=True, app_path=path, default_url=DEV_URL)
-    configure_logging(LogLevel.INFO)
+    configure_logging(LogLevel.INFO, log_format)
     services = dev_services(app, api_port, defaults.get("page"))
     render.console().print(render.dev_panel(app.url, path, app.queue_names, sorted(app.tasks),
                                             example_call(app),
                                             [(s.label, s.line) for s in services]))
+    logs.install_job_log(app)
     work = Worker(app, app.queue_names, concurrency=concurrency, maintenance=True)
     asyncio.run(run_worker(app, work, *(s.run for s in services)))

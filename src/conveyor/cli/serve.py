@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Annotated
 
 import typer
 
 from ._root import cli
-from .common import AppArg, LogLevel, LogLevelOpt, load, note
+from .common import (
+    AppArg,
+    LogFormat,
+    LogFormatOpt,
+    LogLevel,
+    LogLevelOpt,
+    configure_logging,
+    load,
+)
 
 
 @cli.command()
@@ -23,6 +32,7 @@ def serve(
     access_log: Annotated[bool, typer.Option(
         "--access-log", envvar="CONVEYOR_ACCESS_LOG", help="Log every request.")] = False,
     log_level: LogLevelOpt = LogLevel.INFO,
+    log_format: LogFormatOpt = LogFormat.TEXT,
 ) -> None:
     """Serve the HTTP API (uvicorn) until SIGTERM/SIGINT: enqueue, status, SSE, control.
 
@@ -32,11 +42,12 @@ def serve(
     from ..http.settings import HttpSettings
 
     app = load(ctx, need_tasks=True, app_path=app_path)
+    configure_logging(log_level, log_format)  # uvicorn's records too: same shape as a worker
     # the server processes build the app again from the environment (uvicorn's factory)
     os.environ["CONVEYOR_APP"] = app_path or ctx.obj.app_path or ""
     os.environ["CONVEYOR_URL"] = app.url
     warning = server.check_exposure(HttpSettings.from_env(), host)
     if warning:
-        note(f"conveyor serve: {warning}")
+        logging.getLogger("conveyor.serve").warning("conveyor serve: %s", warning)
     server.run(host, port, workers, log_level=log_level.value, access_log=access_log)
 

@@ -8,11 +8,22 @@ from typing import Annotated
 
 import typer
 
-from .. import health, supervisor
+from .. import health, logs, supervisor
 from ..app import Conveyor
 from ..worker import Worker
 from ._root import cli
-from .common import AppArg, Concurrency, LogLevel, LogLevelOpt, configure_logging, load, queue_names
+from .common import (
+    AppArg,
+    Concurrency,
+    LogFormat,
+    LogFormatOpt,
+    LogLevel,
+    LogLevelOpt,
+    StoreJobLogsOpt,
+    configure_logging,
+    load,
+    queue_names,
+)
 from .running import run_worker
 
 
@@ -32,6 +43,8 @@ def worker(
         envvar="CONVEYOR_PROCESS_WORKERS", min=1,
         help="Child processes for executor='process' tasks (default: CPU count).")] = None,
     log_level: LogLevelOpt = LogLevel.INFO,
+    log_format: LogFormatOpt = LogFormat.TEXT,
+    store_job_logs: StoreJobLogsOpt = False,
     processes: Annotated[str, typer.Option(
         "--processes", "-p", envvar="CONVEYOR_PROCESSES", metavar="N|auto",
         help="Worker processes under one supervisor (auto: one per CPU).")] = "1",
@@ -56,15 +69,17 @@ def worker(
     count = supervisor.process_count(processes)
     max_memory = None if max_memory_per_child is None else supervisor.memory_size(
         max_memory_per_child)
-    configure_logging(log_level)
+    configure_logging(log_level, log_format, store_job_logs)
     probes = None if health_port is None else health.bind(health_port)
     if count > 1 or max_jobs_per_child or max_memory:
         spec = supervisor.ChildSpec(
             app_path=app_path or ctx.obj.app_path, url=app.url, queues=tuple(names),
             concurrency=concurrency, lease=lease, grace=grace, process_workers=process_workers,
-            log_level=log_level.value, max_jobs=max_jobs_per_child, max_memory=max_memory,
+            log_level=log_level.value, log_format=log_format.value,
+            store_job_logs=store_job_logs, max_jobs=max_jobs_per_child, max_memory=max_memory,
             group=supervisor.new_group_id())
         raise typer.Exit(supervisor.Supervisor(spec, count, probes).run())
+    logs.install_job_log(app)
     work = Worker(app, names, concurrency=concurrency, lease=lease, grace=grace,
                   process_workers=process_workers)
     beside = [] if probes is None else [health.serve(probes, partial(backend_answers, app))]

@@ -26,6 +26,7 @@ import uvicorn
 from ..app import Conveyor
 from ..errors import ConfigurationError
 from ..loading import app_from_env as load_app_from_env
+from ..logs import configure_from_env
 from . import events
 from .app import create_app
 from .protocol import BoundedHttpToolsProtocol
@@ -75,6 +76,7 @@ def share_secret_key(workers: int, environ: MutableMapping[str, str]) -> str | N
 
 def app_from_env() -> Any:
     """The uvicorn factory: CONVEYOR_APP's app, CONVEYOR_URL's backend, CONVEYOR_* settings."""
+    configure_from_env()  # a server process spawned by uvicorn logs like `conveyor serve`
     conveyor = load_app_from_env()
     _end_streams_on_signals()
     return create_app(conveyor)
@@ -106,7 +108,7 @@ def run(host: str, port: int, workers: int = 1, *, log_level: str = "info",
     if shared:
         print(f"conveyor serve: {shared}", file=sys.stderr, flush=True)
     uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=access_log, lifespan="on",
+                log_level=log_level, access_log=access_log, lifespan="on", log_config=None,
                 timeout_graceful_shutdown=GRACE_SECONDS, http=BoundedHttpToolsProtocol)
 
 

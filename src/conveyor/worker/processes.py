@@ -23,6 +23,7 @@ from typing import Any
 from ..context import JobContext, reset_current, set_current
 from ..jobs import Job
 from ..loading import import_object
+from ..logs import configure_from_env
 from ..outcomes import Cancel, NonRetryableError, Retry
 from ..serialization import dumps
 
@@ -43,6 +44,7 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
     """The child's loop: run jobs until told to stop (None) or killed. The first job of an
     app runs the app's worker start hooks here; a clean exit runs its stop hooks."""
     started: list[Any] = []  # the apps whose start hooks ran in this child
+    configure_from_env()  # log like the worker that started us (job fields included)
     try:
         while True:
             try:
