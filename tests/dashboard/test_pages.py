@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor
+from conveyor.backends import base
 from conveyor.backends.base import JobFilter, NewJob, WorkerInfo
 from conveyor.dashboard import views
 from conveyor.ids import new_job_id
@@ -276,10 +277,20 @@ async def test_pages_stay_fast_with_100k_jobs(conveyor_app: Conveyor,
     assert "100,000" in (await tab.get("/queues/default")).text
 
 
+@pytest.mark.parametrize("silent_s", [5, 20, 29, 31, 60])
+def test_cli_and_dashboard_call_a_worker_stale_after_the_same_silence(silent_s: int) -> None:
+    from conveyor.cli import render
+
+    now = 1_000_000_000
+    worker = WorkerInfo("w", "h", 1, ("q",), 1, last_seen_at=now - silent_s * 1000)
+    dashboard_says_stale = worker not in views.live_workers([worker], now)
+    assert render.is_stale(worker, now) == dashboard_says_stale == (silent_s > 30)
+
+
 async def test_workers_page_marks_workers_that_stopped_heartbeating(
         conveyor_app: Conveyor, open_client: Callable[..., Browserish],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(views, "STALE_AFTER_MS", 1000)
+    monkeypatch.setattr(base, "STALE_AFTER_MS", 1000)
     backend = conveyor_app.backend
     tab = await admin(open_client)
     for worker_id in ("w-alive", "w-silent"):

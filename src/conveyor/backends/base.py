@@ -149,6 +149,12 @@ class LeaseStatus(enum.StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
 
 
+# When a worker counts as stale everywhere (CLI, dashboard, `conveyor check`): workers
+# heartbeat every second or so, so this is many missed heartbeats; it likely crashed, hangs
+# or lost the backend.
+STALE_AFTER_MS = 30_000
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     id: str
@@ -160,6 +166,10 @@ class WorkerInfo:
     started_at: int | None = None  # set by the backend on first heartbeat
     last_seen_at: int | None = None  # set by the backend
     group: str | None = None  # the supervisor's id, shared by its worker processes (-p N)
+
+    def is_stale(self, now: int) -> bool:
+        """Silent for longer than STALE_AFTER_MS (by the backend's clock `now`)."""
+        return self.last_seen_at is None or now - self.last_seen_at > STALE_AFTER_MS
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ..app import Conveyor
+from ..backends.base import STALE_AFTER_MS
 from . import render
 from ._root import cli, fail
 from .common import load
@@ -36,7 +37,7 @@ async def _probe(app: Conveyor, timeout: float, worker: bool) -> list[str]:
         mine = [w for w in workers if w.host == host and not render.is_stale(w, now)]
         if not mine:
             raise CheckFailed(f"no worker process on host {host} has sent a heartbeat in the "
-                              f"last {render.STALE_AFTER_MS // 1000} s")
+                              f"last {STALE_AFTER_MS // 1000} s")
         lines.append(f"ok: {len(mine)} worker process(es) on host {host} heartbeating")
     return lines
 

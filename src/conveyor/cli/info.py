@@ -12,7 +12,7 @@ from .common import JsonOut, connected
 
 @cli.command()
 def workers(ctx: typer.Context, as_json: JsonOut = False) -> None:
-    """Registered workers; "stale" ones have not sent a heartbeat for 30 s."""
+    """Registered workers; "stale" ones have not sent a heartbeat for 30 s (STALE_AFTER_MS)."""
     with connected(ctx) as app:
         now = app.run_sync(app.backend.now)
         found = app.run_sync(app.backend.workers)

@@ -21,7 +21,6 @@ from rich.text import Text
 from ..backends.base import Capabilities, QueueInfo, WorkerInfo
 from ..jobs import Job, JobState
 
-STALE_AFTER_MS = 30_000  # three missed heartbeats and then some: the worker is likely gone
 _TIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
 _STATE_STYLES = {
     JobState.WAITING: "cyan", JobState.DELAYED: "blue", JobState.ACTIVE: "yellow",
@@ -116,7 +115,7 @@ def queue_data(queue: QueueInfo, now: int) -> dict[str, Any]:
 
 
 def is_stale(worker: WorkerInfo, now: int) -> bool:
-    return worker.last_seen_at is None or now - worker.last_seen_at > STALE_AFTER_MS
+    return worker.is_stale(now)
 
 
 def worker_data(worker: WorkerInfo, now: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from ..app import Conveyor
-from ..backends.base import Backend, QueueInfo, WorkerInfo
+from ..backends.base import STALE_AFTER_MS, Backend, QueueInfo, WorkerInfo
 from ..http.settings import HttpSettings
 from ..jobs import JobState
 from . import format as fmt
@@ -28,7 +28,6 @@ from .session import principal, session_of
 from .throttle import LoginThrottle
 
 HERE = Path(__file__).parent
-STALE_AFTER_MS = 15_000  # a worker heartbeats every second or so; 15 s of silence is news
 
 
 @dataclass
@@ -62,7 +61,8 @@ def make_templates() -> Jinja2Templates:
                        compact=fmt.compact, count=fmt.count, error_line=fmt.error_line,
                        backoff=fmt.backoff)
     env.globals.update(ago=fmt.ago, call=fmt.call, progress_of=fmt.progress, STATES=fmt.STATES,
-                       JobState=JobState, STALE_AFTER_MS=STALE_AFTER_MS)
+                       JobState=JobState, STALE_AFTER_MS=STALE_AFTER_MS,
+                       live_workers=live_workers)
     return Jinja2Templates(env=env)
 
 
@@ -106,8 +106,7 @@ def error_page(request: Request, status: int, title: str, detail: str, **extra: 
 
 # -- shaping snapshot data for the templates --------------------------------------------
 def live_workers(workers: list[WorkerInfo], now: int) -> list[WorkerInfo]:
-    return [w for w in workers if w.last_seen_at is not None
-            and now - w.last_seen_at <= STALE_AFTER_MS]
+    return [w for w in workers if not w.is_stale(now)]
 
 
 def queue_rows(queues: list[QueueInfo], workers: list[WorkerInfo], now: int,
