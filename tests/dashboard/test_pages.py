@@ -309,3 +309,12 @@ def test_the_dashboard_package_imports_on_its_own() -> None:
     done = subprocess.run([sys.executable, "-c", "import conveyor.dashboard"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_job_page_shows_the_idempotency_key_not_the_internal_dedup_key(
+        conveyor_app: Conveyor, open_client: Callable[..., Browserish]) -> None:
+    job_id = tasks.add.options(key="idem:add/order-17", meta={
+        "idempotency": {"key": "order-17", "fingerprint": "f"}}).enqueue(a=1, b=2).id
+    page = await (await admin(open_client)).get(f"/jobs/{job_id}")
+    assert "Idempotency-Key" in page.text and "order-17" in page.text
+    assert "idem:" not in page.text

@@ -104,3 +104,20 @@ async def test_options_key_deduplicates_whatever_the_arguments(
                                                            "options": {"key": "user-9"}})
     assert second.status_code == 202 and second.json()["created"] is False
     assert first.json()["id"] == second.json()["id"]
+
+
+async def test_the_internal_dedup_key_never_shows_in_job_json(
+        client: httpx.AsyncClient) -> None:
+    long_key = "k" * 250  # namespaced, it is over the limit and gets hashed
+    for header in ("order-17", long_key):
+        answer = await client.post("/v1/tasks/add/jobs", json={"kwargs": {"x": 1}},
+                                   headers={"Idempotency-Key": header})
+        assert answer.status_code == 202
+        status = (await client.get(answer.json()["status_url"])).json()
+        assert status["key"] is None and status["idempotency_key"] == header
+        listed = (await client.get("/v1/jobs")).json()["items"]
+        assert all(not (item["key"] or "").startswith("idem") for item in listed)
+    keyed = await client.post("/v1/tasks/add/jobs",
+                              json={"kwargs": {"x": 2}, "options": {"key": "mine"}})
+    status = (await client.get(keyed.json()["status_url"])).json()
+    assert (status["key"], status["idempotency_key"]) == ("mine", None)

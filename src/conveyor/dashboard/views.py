@@ -19,6 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from ..app import Conveyor
 from ..backends.base import STALE_AFTER_MS, Backend, QueueInfo, WorkerInfo
+from ..http.models import client_keys
 from ..http.settings import HttpSettings
 from ..jobs import JobState
 from . import format as fmt
@@ -62,7 +63,7 @@ def make_templates() -> Jinja2Templates:
                        backoff=fmt.backoff)
     env.globals.update(ago=fmt.ago, call=fmt.call, progress_of=fmt.progress, STATES=fmt.STATES,
                        JobState=JobState, STALE_AFTER_MS=STALE_AFTER_MS,
-                       live_workers=live_workers)
+                       live_workers=live_workers, client_keys=client_keys)
     return Jinja2Templates(env=env)
 
 

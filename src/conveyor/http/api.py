@@ -38,7 +38,7 @@ from .deps import admin_access, admin_of, backend_of, conveyor_of, read_access
 from .events import hub_of, wait_for_change
 from .problems import ProblemError, responses
 
-IDEMPOTENCY_PREFIX = "idem:"
+IDEMPOTENCY_PREFIX = m.IDEMPOTENCY_PREFIX
 MAX_WAIT_SECONDS = 60.0
 
 READ = [Depends(read_access)]
@@ -62,13 +62,15 @@ def _job_key(task: str, idempotency_key: str) -> str:
     key = f"{IDEMPOTENCY_PREFIX}{task}/{idempotency_key}"
     if len(key) <= MAX_KEY_LENGTH:
         return key
-    return "idem#" + hashlib.sha256(f"{task}\0{idempotency_key}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{task}\0{idempotency_key}".encode()).hexdigest()
+    return m.HASHED_IDEMPOTENCY_PREFIX + digest
 
 
 def _options(body: m.EnqueueRequest) -> dict[str, Any]:
     options = body.options.model_dump(exclude_none=True)
     key = options.get("key")
-    if isinstance(key, str) and key.startswith((IDEMPOTENCY_PREFIX, "idem#")):
+    if isinstance(key, str) and key.startswith((IDEMPOTENCY_PREFIX,
+                                                m.HASHED_IDEMPOTENCY_PREFIX)):
         raise _field_problem(["body", "options", "key"],
                              "keys starting with 'idem:' are reserved for Idempotency-Key")
     return options

@@ -143,7 +143,9 @@ class JobStatus(BaseModel):
     attempt: int = Field(description="Attempts started so far (the running one's number).")
     max_attempts: int
     priority: int
-    key: str | None
+    key: str | None = Field(description="The job's deduplication key (options.key), if any.")
+    idempotency_key: str | None = Field(
+        default=None, description="The Idempotency-Key header the job was enqueued with.")
     cancel_requested: bool
     created_at: dt.datetime
     scheduled_at: dt.datetime
@@ -198,6 +200,22 @@ class TaskInfo(BaseModel):
 
 
 # -- building them -------------------------------------------------------------------------
+# Dedup keys the API makes from an Idempotency-Key header (never shown as a job's key)
+IDEMPOTENCY_PREFIX = "idem:"
+HASHED_IDEMPOTENCY_PREFIX = "idem#"
+
+
+def client_keys(job: Job) -> tuple[str | None, str | None]:
+    """(key, Idempotency-Key) as the client gave them: the backend's dedup key for an
+    Idempotency-Key is internal (namespaced by task, maybe hashed)."""
+    key = job.key
+    if key is None or not key.startswith((IDEMPOTENCY_PREFIX, HASHED_IDEMPOTENCY_PREFIX)):
+        return key, None
+    given = job.meta.get("idempotency") if isinstance(job.meta, dict) else None
+    header = given.get("key") if isinstance(given, dict) else None
+    return None, header if isinstance(header, str) else None
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -227,7 +245,8 @@ def job_status(job: Job, base: str) -> dict[str, Any]:
     return {
         "id": job.id, "task": job.task, "queue": job.queue, "state": job.state.value,
         "done": job.is_final, "progress": job.progress, "attempt": job.attempt,
-        "max_attempts": job.max_attempts, "priority": job.priority, "key": job.key,
+        "max_attempts": job.max_attempts, "priority": job.priority,
+        **dict(zip(("key", "idempotency_key"), client_keys(job), strict=True)),
         "cancel_requested": job.cancel_requested, "created_at": iso(job.created_at),
         "scheduled_at": iso(job.scheduled_at), "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
