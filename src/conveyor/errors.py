@@ -21,7 +21,9 @@
     ├── ScheduleConflictError     a schedule name taken, or a schedule changed under the call
     ├── ResultTimeoutError        the job did not finish within the wait
     └── BackendError              the storage engine failed or cannot be reached
-        └── BackendUnavailableError
+        ├── StorageFullError      the engine's disk (or memory) is full: nothing was written
+        └── BackendUnavailableError   not reachable, read-only, I/O errors, locked too long
+            └── EnqueueOutcomeUnknownError  sent, but no answer: maybe stored (job_ids)
 
 Every subclass carries a one-line message meant for a person; the CLI prints it as is and
 the HTTP layer maps the tree onto problem+json status codes.
@@ -157,3 +159,21 @@ class BackendError(ConveyorError):
 
 class BackendUnavailableError(BackendError):
     """The storage engine cannot be reached or stayed locked past the retry deadline."""
+
+
+class StorageFullError(BackendError):
+    """The storage engine has no room left (disk full, or Redis at maxmemory): the call
+    changed nothing. Free space and try again."""
+
+
+class EnqueueOutcomeUnknownError(BackendUnavailableError):
+    """An enqueue reached the backend but its answer did not come back (a frozen server, a
+    connection lost after sending): the jobs may or may not be stored.
+
+    Their ids were made before sending (`job_ids`), and enqueueing the same prepared jobs
+    again is idempotent on every backend, so the safe retry is to send the same jobs (over
+    HTTP: the same request with the same Idempotency-Key)."""
+
+    def __init__(self, message: str, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids

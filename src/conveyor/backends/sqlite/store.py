@@ -5,6 +5,7 @@ fails half-way on an upgrade) and read "now" from SQLite inside it. The connecti
 busy handler is off (busy_timeout=0): a caller that may not block (the event loop) tries
 once with `attempt_only=True`; the blocking path retries with short sleeps until
 `lock_timeout`, then raises BackendUnavailableError. No write is ever dropped silently.
+Every other SQLite error leaves as the ConveyorError that says what it means (failures.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..base import (
     WorkerInfo,
 )
 from . import rows
+from .failures import conveyor_error, is_busy
 
 T = TypeVar("T")
 
@@ -120,8 +122,11 @@ class SqliteStore:
 
     # -- connection ---------------------------------------------------------------------
     def open(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               timeout=0)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=0)
+        except sqlite3.Error as exc:
+            raise conveyor_error(exc, self.path) from exc
         self._conn = conn
         self._blocking(lambda c: self._init(c))
 
@@ -156,10 +161,10 @@ class SqliteStore:
                 raise Busy
             try:
                 return self._once(work)
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
+            except sqlite3.Error as exc:
+                if is_busy(exc):
                     raise Busy from None
-                raise
+                raise conveyor_error(exc, self.path) from exc
             finally:
                 self._lock.release()
         return self._blocking(work)
@@ -171,9 +176,9 @@ class SqliteStore:
             with self._lock:
                 try:
                     return self._once(work)
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise
+                except sqlite3.Error as exc:
+                    if not is_busy(exc):
+                        raise conveyor_error(exc, self.path) from exc
             if time.monotonic() > deadline:
                 raise BackendUnavailableError(
                     f"{self.path} stayed locked for more than {self.lock_timeout:g}s"
@@ -496,8 +501,3 @@ def _statements(script: str) -> Iterator[str]:
         if sqlite3.complete_statement(buffer):
             yield buffer
             buffer = ""
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
