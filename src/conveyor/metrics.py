@@ -51,7 +51,6 @@ import asyncio
 import os
 import platform
 import socket
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -70,9 +69,10 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from . import __version__, webhooks
-from .backends.base import Backend, JobFilter, QueueInfo, WorkerInfo
+from .backends.base import Backend, QueueInfo, WorkerInfo
 from .jobs import Event, Job, JobState
 from .plugins import Plugin
+from .stream import EventStream
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -188,27 +188,22 @@ class Metrics(Plugin):
 
     # -- the event stream -------------------------------------------------------------------
     async def follow(self, backend: Backend) -> None:
+        stream = EventStream(backend, page=_PAGE)
         if self.cursor is None:
-            self.cursor = await stream_head(backend)
+            self.cursor = await stream.head()
             return
-        deadline = time.monotonic() + _CATCH_UP_BUDGET
-        while time.monotonic() < deadline:
-            events = await backend.events(after=self.cursor, limit=_PAGE)
-            if not events:
-                return
-            await self.observe(backend, events)
+        async for events in stream.follow(self.cursor, budget=_CATCH_UP_BUDGET):
+            await self.observe(stream, events)
             self.cursor = events[-1].id
-            if len(events) < _PAGE:
-                return
 
-    async def observe(self, backend: Backend, events: Sequence[Event]) -> None:
+    async def observe(self, stream: EventStream, events: Sequence[Event]) -> None:
         for event in events:
             if event.queue == webhooks.QUEUE and _is_retry(event):
                 self.deliveries.labels("retrying").inc()
         counted = [e for e in events if e.kind in FINAL or _is_retry(e) or _may_be_enqueue(e)]
         if not counted:
             return
-        jobs = await _jobs(backend, [e.job_id for e in counted])
+        jobs = await stream.jobs_of(counted)
         for event in counted:
             job = jobs.get(event.job_id)
             task = job.task if job is not None else "unknown"  # removed before we looked
@@ -257,41 +252,6 @@ class _WithoutCreated(CollectorRegistry):
         for metric in super().collect():
             metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
             yield metric
-
-
-async def _jobs(backend: Backend, ids: Iterable[str]) -> dict[str, Job]:
-    unique = tuple(dict.fromkeys(ids))
-    found: dict[str, Job] = {}
-    for start in range(0, len(unique), _PAGE):
-        chunk = unique[start:start + _PAGE]
-        page = await backend.list_jobs(JobFilter(ids=chunk), limit=len(chunk))
-        found.update((j.id, j) for j in page.jobs)
-    return found
-
-
-async def stream_head(backend: Backend) -> int:
-    """The id of the newest event (0 if none), found with a few dozen cheap reads: ids
-    only grow, but they may be sparse (Redis uses time-based ids)."""
-    first = await backend.events(after=0, limit=1)
-    if not first:
-        return 0
-    low = first[0].id  # an existing id: the head is at least this
-    step = 1
-    while True:  # gallop until nothing lies beyond `high`
-        high = low + step
-        ahead = await backend.events(after=high, limit=1)
-        if not ahead:
-            break
-        low = ahead[0].id
-        step *= 2
-    while low < high:  # the head is in [low, high]
-        middle = (low + high) // 2
-        ahead = await backend.events(after=middle, limit=1)
-        if ahead:
-            low = ahead[0].id
-        else:
-            high = middle
-    return low
 
 
 class _Snapshot(Collector):

@@ -76,6 +76,7 @@ from .jobs import Event, Job, JobState
 from .outcomes import NonRetryableError
 from .plugins import LeaderDuty, Plugin
 from .serialization import dumps
+from .stream import EventStream
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -539,15 +540,10 @@ class EventFollower:
     async def __call__(self, backend: Backend) -> None:
         if self.cursor is None:
             self.cursor = await self.resume_point(backend)
-        deadline = time.monotonic() + _BUDGET
-        while time.monotonic() < deadline:
-            events = await backend.events(after=self.cursor, limit=_PAGE)
-            if not events:
-                return
-            await self.handle(backend, events)
+        stream = EventStream(backend, page=_PAGE)
+        async for events in stream.follow(self.cursor, budget=_BUDGET):
+            await self.handle(stream, events)
             self.cursor = events[-1].id
-            if len(events) < _PAGE:
-                return
 
     @staticmethod
     async def resume_point(backend: Backend) -> int:
@@ -557,18 +553,13 @@ class EventFollower:
         seen = [int(j.meta.get("event_id", 0)) for j in page.jobs]
         return max(seen, default=0)
 
-    async def handle(self, backend: Backend, events: Sequence[Event]) -> None:
+    async def handle(self, stream: EventStream, events: Sequence[Event]) -> None:
         final = [e for e in events if e.kind in ANNOUNCED and e.queue != QUEUE]
         if not final:
             return
-        ids = tuple(dict.fromkeys(e.job_id for e in final))
-        jobs: dict[str, Job] = {}
-        for start in range(0, len(ids), _PAGE):
-            chunk = ids[start:start + _PAGE]
-            page = await backend.list_jobs(JobFilter(ids=chunk), limit=len(chunk))
-            jobs.update((j.id, j) for j in page.jobs)
+        jobs = await stream.jobs_of(final)
         new = [self.hooks.delivery(jobs[e.job_id], e) for e in final
                if e.job_id in jobs and self.hooks.url_for(jobs[e.job_id])]
         if new:
-            stored = await backend.enqueue(new)
+            stored = await stream.backend.enqueue(new)
             self.enqueued += sum(1 for s in stored if s.created)

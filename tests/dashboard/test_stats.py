@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from conveyor.backends.base import Backend, Outcome, Settlement
-from conveyor.dashboard.stats import MINUTE_MS, Throughput, first_id_at
+from conveyor.dashboard.stats import MINUTE_MS, Throughput
+from conveyor.stream import EventStream
 from tests.conformance.conftest import new_job
 
 
@@ -24,11 +25,15 @@ async def run(backend: Backend, count: int, outcome: Outcome, retry: bool = Fals
         for c in fetched.claims])
 
 
+async def first_id_at(backend: Backend, at_ms: int) -> int:
+    return await EventStream(backend).since(at_ms)
+
+
 async def head(backend: Backend) -> int:
     return await first_id_at(backend, await backend.now() + 1)
 
 
-async def test_first_id_at_splits_the_stream_by_time(backend: Backend) -> None:
+async def test_since_splits_the_stream_by_time(backend: Backend) -> None:
     assert await first_id_at(backend, 0) == 0  # an empty stream
     await run(backend, 3, Outcome.COMPLETED)
     middle = await backend.now() + 1

@@ -14,8 +14,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor import Conveyor, webhooks
-from conveyor.backends import backend_for
-from conveyor.metrics import stream_head
 from tests.helpers import WorkerProcess, wait_until
 from tests.http import wh_app
 from tests.http.wh_receiver import Receiver
@@ -134,32 +132,6 @@ def test_counters_do_not_replay_history_from_before_the_first_scrape(app: Convey
     assert value(text, "conveyor_jobs_finished_total", queue="work", task="add",
                  outcome="completed") is None
     assert value(text, "conveyor_queue_jobs", queue="work", state="completed") == 1
-
-
-async def test_stream_head_finds_the_newest_event(url: str) -> None:
-    backend = backend_for(url)
-    await backend.open()
-    try:
-        assert await stream_head(backend) == 0
-        app = Conveyor(url)
-
-        @app.task(queue="q1")
-        def a() -> None: ...
-
-        @app.task(queue="q2")
-        def b() -> None: ...
-
-        for i in range(37):
-            await backend.enqueue([(a if i % 3 else b).prepare()])
-            # Redis's global stream moves a watermark forward with its clock, so the head
-            # is only comparable with reads before and after it.
-            before = (await backend.events(after=0, limit=1000))[-1].id
-            head = await stream_head(backend)
-            after = [e.id for e in await backend.events(after=0, limit=1000)]
-            assert before <= head
-            assert head in after
-    finally:
-        await backend.close()
 
 
 def test_metrics_need_a_token(app: Conveyor) -> None:

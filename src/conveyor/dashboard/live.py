@@ -21,6 +21,7 @@ from ..backends.base import Backend, QueueInfo, WorkerInfo
 from ..http.events import EventHub, Subscription
 from ..jobs import Event
 from ..stopping import cancel_until_done
+from ..stream import EventStream
 from .stats import Throughput
 
 log = logging.getLogger("conveyor.dashboard")
@@ -132,12 +133,10 @@ class Live:
     @staticmethod
     async def _read_after(backend: Backend, after: int, limit: int = 100_000) -> list[Event]:
         events: list[Event] = []
-        while len(events) < limit:
-            page = await backend.events(after=after, limit=1000)
+        async for page in EventStream(backend, page=1000).follow(after):
             events += page
-            if len(page) < 1000:
+            if len(events) >= limit:
                 break
-            after = page[-1].id
         return events
 
     async def close(self) -> None:

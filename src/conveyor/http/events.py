@@ -52,6 +52,7 @@ from ..errors import BackendUnavailableError
 from ..jobs import FINAL_STATES, Event, Job, JobState
 from ..plugins import Plugin
 from ..stopping import cancel_until_done
+from ..stream import EventStream
 from ..task import MAX_QUEUE_NAME
 from . import models as m
 from .deps import backend_of, conveyor_of, read_access
@@ -269,10 +270,11 @@ class EventHub:
             if backend is not self._backend:  # first run, or the app was repointed
                 self._backend, self.cursor = backend, None
                 self._ready.clear()
+            stream = EventStream(backend, page=self.page)
             if not self._ready.is_set():
-                self.cursor = await self._head(backend, self.cursor or 0)
+                self.cursor = max(await stream.head(), self.cursor or 0)
                 self._ready.set()
-            events = await backend.events(after=self.cursor or 0, limit=self.page)
+            events = await stream.read(self.cursor or 0)
             self.reads += 1
         except Exception as exc:
             log.warning("event hub: cannot read events: %s", exc)
@@ -318,30 +320,6 @@ class EventHub:
             wanted = events if sub.queue is None else [e for e in events if e.queue == sub.queue]
             if wanted:
                 sub._offer(wanted)
-
-    async def _head(self, backend: Backend, known: int) -> int:
-        """The newest event id (or `known` if there is nothing newer), by galloping from
-        `known` then bisecting: about 2 * log2(distance) reads of one event each."""
-        async def newer(than: int) -> int | None:
-            found = await backend.events(after=than, limit=1)
-            self.reads += 1
-            return found[0].id if found else None
-
-        first = await newer(known)
-        if first is None:
-            return known
-        low, step = first, 1  # an event exists at `low`; look for one above
-        while (found := await newer(low + step - 1)) is not None:
-            low, step = found, step * 2
-        high = low + step - 1  # nothing above `high`
-        while low < high:
-            mid = (low + high + 1) // 2
-            found = await newer(mid - 1)
-            if found is None:
-                high = mid - 1
-            else:
-                low = found
-        return low
 
 
 async def _opened(conveyor: Conveyor) -> Backend:
