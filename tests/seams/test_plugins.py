@@ -122,3 +122,10 @@ def test_plugins_are_checked_when_installed(tmp_path: Path) -> None:
         app.install(Taker())
     with pytest.raises(ConfigurationError, match="belongs to plugin taker"):
         app.install(seams_app.Tagging())
+
+
+def test_the_hooks_example_runs_as_documented() -> None:
+    from examples import hooks
+
+    answer = hooks.main()
+    assert answer == {"order": 42, "pool": "a connection pool", "enqueued_by": "web-1"}
