@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor
-from tests.conformance.conftest import backend_url  # noqa: F401 (parametrized fixture)
+from tests.conformance.conftest import backend, backend_url  # noqa: F401 (parametrized fixtures)
 from tests.redis_server import redis_server  # noqa: F401 (a session fixture)
 from tests.seams import seams_app
 
