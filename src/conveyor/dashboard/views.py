@@ -23,6 +23,7 @@ from ..http.models import client_keys
 from ..http.settings import HttpSettings
 from ..jobs import JobState
 from . import format as fmt
+from . import tracebacks
 from .live import Live
 from .revocation import Revocations
 from .session import principal, session_of
@@ -63,7 +64,8 @@ def make_templates() -> Jinja2Templates:
                        backoff=fmt.backoff)
     env.globals.update(ago=fmt.ago, call=fmt.call, progress_of=fmt.progress, STATES=fmt.STATES,
                        JobState=JobState, STALE_AFTER_MS=STALE_AFTER_MS,
-                       live_workers=live_workers, client_keys=client_keys)
+                       live_workers=live_workers, client_keys=client_keys,
+                       traceback_blocks=tracebacks.blocks)
     return Jinja2Templates(env=env)
 
 
