@@ -27,6 +27,7 @@ from .errors import (
     JobRemovedError,
     UnknownTaskError,
 )
+from .flow.declare import FlowDeclarations
 from .handle import JobHandle
 from .jobs import Job
 from .middleware import Hook, Hooks
@@ -35,6 +36,7 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .task import CORE_OPTIONS, Executor, JobOptions, Task, check_options
 
 if TYPE_CHECKING:
+    from .flow.api import Limits
     from .schedules.api import Schedules
 
 P = ParamSpec("P")
@@ -70,6 +72,7 @@ class Conveyor:
         self.leader_duties: list[LeaderDuty] = []
         self.hooks = Hooks()
         self.plugins = Plugins(CORE_OPTIONS)
+        self.flow = FlowDeclarations()
         self._open_lock = threading.Lock()
         self._opened = False
         self._portal: _Portal | None = None
@@ -100,6 +103,11 @@ class Conveyor:
         executor: Executor | None = ...,
         non_retryable: Sequence[type[BaseException]] = ...,
         expose: bool = ...,
+        rate_limit: str | None = ...,
+        rate_key: str | Callable[..., Any] | None = ...,
+        concurrency: int | None = ...,
+        concurrency_key: str | Callable[..., Any] | None = ...,
+        limiters: Sequence[str] = ...,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -117,10 +125,17 @@ class Conveyor:
         executor: Executor | None = None,
         non_retryable: Sequence[type[BaseException]] = (),
         expose: bool = False,
+        rate_limit: str | None = None,
+        rate_key: str | Callable[..., Any] | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[..., Any] | None = None,
+        limiters: Sequence[str] = (),
     ) -> Any:
         """Register a function as a task (usable bare, ``@app.task``, or with options).
 
         expose=True lets the HTTP API enqueue it; other tasks cannot be called over HTTP.
+        rate_limit ("100/m"), concurrency, their keys (an argument name or a callable) and
+        shared `limiters` are flow control, enforced across every worker (conveyor/flow).
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -146,6 +161,9 @@ class Conveyor:
                 )
             task: Task[Any, Any] = Task(self, func, task_name, JobOptions(**checked), chosen,
                                         tuple(non_retryable), exposed=expose)
+            self.flow.task(task, rate_limit=rate_limit, rate_key=rate_key,
+                           concurrency=concurrency, concurrency_key=concurrency_key,
+                           limiters=limiters)
             self.tasks[task_name] = task
             return task
 
@@ -176,6 +194,32 @@ class Conveyor:
         from .schedules.declare import schedules_of
 
         return schedules_of(self).schedules
+
+    # -- flow control (conveyor/flow does the work) ------------------------------------
+    def limiter(self, name: str, rate_limit: str | None = None, *,
+                concurrency: int | None = None, queue: str | None = None) -> str:
+        """Declare a limiter several tasks share: ``app.limiter("openai", "500/m")`` then
+        ``@app.task(limiters=["openai"])``. Its budget lives in one queue (`queue`, or that
+        of the first task using it). Returns the name."""
+        return self.flow.limiter(name, rate_limit, concurrency=concurrency,
+                                 queue=None if queue is None else
+                                 check_options(queue=queue)["queue"]).name
+
+    def queue(self, name: str, *, rate_limit: str | None = None,
+              concurrency: int | None = None, rate_key: Any = None,
+              concurrency_key: Any = None) -> str:
+        """Limit a whole queue: ``app.queue("emails", rate_limit="10/s", concurrency=20)``."""
+        queue = check_options(queue=name)["queue"]
+        self.flow.queue(queue, rate_limit=rate_limit, concurrency=concurrency,
+                        rate_key=rate_key, concurrency_key=concurrency_key)
+        return queue
+
+    @property
+    def limits(self) -> Limits:
+        """The limits stored in the backend: list them with their use, change them."""
+        from .flow.api import Limits
+
+        return Limits(self)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

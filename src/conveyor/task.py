@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 from . import backoff as backoff_mod
 from .backends.base import NewJob
 from .errors import InvalidOptionError, PayloadTooLargeError
+from .flow.spec import check_flow_key
 from .ids import new_job_id
 from .serialization import dumps, dumps_checked
 
@@ -31,7 +32,7 @@ MAX_KEY_LENGTH = 255
 MAX_QUEUE_NAME = 100
 # What `check_options` takes; every other option of `task.options` belongs to a plugin.
 CORE_OPTIONS = ("queue", "priority", "attempts", "max_stalls", "timeout", "backoff", "delay",
-                "run_at", "key", "meta")
+                "run_at", "key", "meta", "rate_key", "concurrency_key")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +50,8 @@ class JobOptions:
     run_at: dt.datetime | None = None
     key: str | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rate_key: str | None = None  # this job's key for its rate limit (conveyor/flow)
+    concurrency_key: str | None = None
 
 
 def check_options(
@@ -63,6 +66,8 @@ def check_options(
     run_at: Any = None,
     key: Any = None,
     meta: Any = None,
+    rate_key: Any = None,
+    concurrency_key: Any = None,
 ) -> dict[str, Any]:
     """Validate option values (None = not given) into JobOptions fields."""
     out: dict[str, Any] = {}
@@ -89,6 +94,10 @@ def check_options(
         out["key"] = _check_key(key)
     if meta is not None:
         out["meta"] = _check_meta(meta)
+    if rate_key is not None:
+        out["rate_key"] = check_flow_key(rate_key, "rate_key")
+    if concurrency_key is not None:
+        out["concurrency_key"] = check_flow_key(concurrency_key, "concurrency_key")
     return out
 
 
@@ -193,6 +202,8 @@ class Task(Generic[P, R]):
         run_at: dt.datetime | None = None,
         key: str | None = None,
         meta: dict[str, Any] | None = None,
+        rate_key: str | int | None = None,
+        concurrency_key: str | int | None = None,
         **extra: Any,
     ) -> Task[P, R]:
         """A copy of this task whose next enqueues use these options.
@@ -202,7 +213,8 @@ class Task(Generic[P, R]):
         """
         changes = check_options(queue=queue, priority=priority, attempts=attempts,
                                 max_stalls=max_stalls, timeout=timeout, backoff=backoff,
-                                delay=delay, run_at=run_at, key=key, meta=meta)
+                                delay=delay, run_at=run_at, key=key, meta=meta,
+                                rate_key=rate_key, concurrency_key=concurrency_key)
         if extra:
             given = {k: v for k, v in extra.items() if v is not None}
             if given:
@@ -238,6 +250,7 @@ class Task(Generic[P, R]):
             timeout=opts.timeout,
             backoff_json=self._backoff_json,
             meta_json=dumps(opts.meta) if opts.meta else "{}",
+            flow=self.app.flow.group(self, opts, args, kwargs),
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:

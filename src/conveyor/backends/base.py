@@ -10,6 +10,7 @@ Maintenance     rescue · prune · try_lock · unregister_worker · now
 Operators       get · tombstone · list_jobs · queues · workers · events · event_head
                 cancel · retry · promote · remove · set_paused
 Schedules       schedules · save_schedule · delete_schedule · fire_schedules (schedules.py)
+Flow control    declare_limits · set_limit · limits · flow_blockers (conveyor/flow)
 Sync callers    run_inline (a backend with `capabilities.inline_sync`)
 
 A worker holds a *lease* on each job it runs: the job id plus a random token that the
@@ -93,6 +94,7 @@ class NewJob:
     timeout: float | None = None
     backoff_json: str | None = None
     meta_json: str = "{}"
+    flow: str | None = None  # its flow group: gates as canonical JSON (conveyor/flow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,10 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # error holds the entry; retry_in_ms None = final, else retry after it
     CANCELLED = "cancelled"
     RELEASED = "released"  # handed back unfinished (shutdown): waiting again, attempt uncharged
+    # the task raised RateLimited: waiting again, attempt uncharged, and the job's gates
+    # (or only `limiter`) paused for retry_in_ms for every worker; a job without gates
+    # waits delayed that long instead
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,7 @@ class Settlement:
     result_json: str | None = None
     error: dict[str, Any] | None = None
     retry_in_ms: int | None = None
+    limiter: str | None = None  # RATE_LIMITED: pause this limiter only
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +185,32 @@ class QueueInfo:
     counts: dict[JobState, int]
     paused: bool
     oldest_waiting_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUse:
+    """What one key of a limiter is using now."""
+
+    key: str  # '' = the limiter's shared budget
+    active: int = 0  # jobs running through it (concurrency slots taken)
+    starts: int = 0  # starts in the current window of its rate
+    paused_until: int | None = None  # paused by a task's RateLimited until then
+
+
+@dataclass(frozen=True, slots=True)
+class LimitInfo:
+    """A limiter stored in a queue: its limits (JSON form, conveyor/flow/spec.py) and use."""
+
+    queue: str
+    name: str
+    declared: dict[str, Any] | None  # as declared in code (written by a starting worker)
+    override: dict[str, Any] | None  # changed at runtime; wins over `declared`
+    use: tuple[LimitUse, ...] = ()
+    blocked: dict[str, int] = field(default_factory=dict)  # key -> waiting jobs blocked
+
+    @property
+    def effective(self) -> dict[str, Any] | None:
+        return self.override if self.override is not None else self.declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,4 +425,24 @@ class Backend(ScheduleStore, abc.ABC):
 
     @abc.abstractmethod
     async def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    # -- flow control (conveyor/flow) ------------------------------------------------
+    @abc.abstractmethod
+    async def declare_limits(self, limits: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Store the limits an app declares in code: (queue, limiter, limit JSON)."""
+
+    @abc.abstractmethod
+    async def set_limit(self, queue: str, name: str, limit: dict[str, Any] | None) -> None:
+        """Override a limiter at runtime (None: back to its declared limit); the next
+        claim applies it."""
+
+    @abc.abstractmethod
+    async def limits(self) -> list[LimitInfo]:
+        """Every stored limiter with its current use and the jobs it blocks."""
+
+    @abc.abstractmethod
+    async def flow_blockers(self, job_id: str) -> list[dict[str, Any]]:
+        """Why a waiting job's gates keep it from starting now ([] if they do not): dicts
+        with reason 'rate_limited' | 'paused' (limiter, key, until) or 'concurrency_full'
+        (limiter, key, used, limit)."""
 

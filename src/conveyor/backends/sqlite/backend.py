@@ -30,6 +30,7 @@ from ..base import (
     JobFilter,
     Lease,
     LeaseStatus,
+    LimitInfo,
     NewJob,
     Outcome,
     Page,
@@ -144,13 +145,13 @@ class SqliteBackend(SqliteSchedules, Backend):
     async def fetch(self, queues: Sequence[str], limit: int, worker_id: str, lease_ms: int,
                     settle: Sequence[Settlement] = ()) -> Fetched:
         fetched = await self._call(self._store.fetch, queues, limit, worker_id, lease_ms, settle)
-        if any(s.outcome is Outcome.RELEASED or s.retry_in_ms == 0 for s in settle):
+        if any(_wakes(s) for s in settle):
             self._notify()
         return fetched
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         done = await self._call(self._store.settle, settlements)
-        if any(s.outcome is Outcome.RELEASED or s.retry_in_ms == 0 for s in settlements):
+        if any(_wakes(s) for s in settlements):
             self._notify()
         return done
 
@@ -237,3 +238,23 @@ class SqliteBackend(SqliteSchedules, Backend):
         await self._call(self._store.set_paused, queue, paused)
         if not paused:
             self._notify([queue])
+
+    # -- flow control -------------------------------------------------------------------
+    async def declare_limits(self, limits: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        await self._call(self._store.declare_limits, limits)
+
+    async def set_limit(self, queue: str, name: str, limit: dict[str, Any] | None) -> None:
+        await self._call(self._store.set_limit, queue, name, limit)
+        self._notify([queue])
+
+    async def limits(self) -> list[LimitInfo]:
+        return await self._call(self._store.limits)
+
+    async def flow_blockers(self, job_id: str) -> list[dict[str, Any]]:
+        return await self._call(self._store.flow_blockers, job_id)
+
+
+def _wakes(s: Settlement) -> bool:
+    """A settlement after which idle workers may find work: a job waiting again at once,
+    or a flow-controlled job (token ending '+') leaving its concurrency slots."""
+    return s.outcome is Outcome.RELEASED or s.retry_in_ms == 0 or s.token.endswith("+")

@@ -20,6 +20,13 @@ INSERT INTO jobs (id, queue, task, args, kwargs, state, priority, key, max_attem
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
+-- name: enqueue_flow
+-- The same for a batch with flow-controlled jobs: one more column, the job's flow group.
+INSERT INTO jobs (id, queue, task, args, kwargs, state, priority, key, max_attempts,
+                  max_stalls, timeout, backoff, meta, created_at, scheduled_at, flow)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING;
+
 -- name: enqueued_events
 -- One event per job this call stored, in one statement (cheaper than a row trigger).
 INSERT INTO events (job_id, queue, kind, data, at)
@@ -55,7 +62,8 @@ LIMIT :limit;
 -- Lease the chosen jobs to a worker, each with a fresh random fencing token.
 UPDATE jobs
 SET state = 'active', attempt = attempt + 1, worker = :worker, started_at = :now,
-    token = lower(hex(randomblob(8))), lease_expires_at = :now + :lease_ms
+    token = lower(hex(randomblob(8))) || CASE WHEN flow IS NULL THEN '' ELSE '+' END,
+    lease_expires_at = :now + :lease_ms
 WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'waiting'
 RETURNING *;
 
@@ -319,3 +327,156 @@ SET next_run_at = :next_run_at, last_tick_at = :last_tick_at, last_job = :last_j
     version = version + 1, updated_at = :now
 WHERE name = :name
 RETURNING version;
+
+-- Flow control (conveyor/flow; sqlite/flow.py runs these inside the claim's transaction).
+-- A flow-controlled job's lease token ends in '+', so a settle knows a slot may free up.
+
+-- name: special_queues
+-- Queues a claim treats apart: paused ones, and those holding flow-controlled jobs.
+SELECT name, paused, flow FROM queues WHERE paused = 1 OR flow = 1;
+
+-- name: flow_queue_on
+INSERT INTO queues (name, paused, flow) VALUES (:queue, 0, 1)
+ON CONFLICT (name) DO UPDATE SET flow = 1 WHERE flow = 0;
+
+-- name: flow_group_add
+-- A group with waiting jobs takes its turn after every group known now.
+INSERT INTO flow_groups (queue, grp, rot)
+VALUES (:queue, :grp,
+        (SELECT coalesce(max(rot), 0) + 1 FROM flow_groups WHERE queue = :queue))
+ON CONFLICT DO NOTHING;
+
+-- name: flow_limits
+-- The limits in force in a queue: the runtime override, else the declared limit.
+SELECT name, coalesce(override, declared) FROM flow_limits WHERE queue = :queue;
+
+-- name: flow_ready_groups
+-- Groups that may start a job now, each with its best waiting job's priority (NULL: empty).
+SELECT grp, rot,
+       (SELECT priority FROM jobs
+        WHERE state = 'waiting' AND queue = :queue AND flow = g.grp
+        ORDER BY priority DESC, scheduled_at, seq LIMIT 1)
+FROM flow_groups AS g
+WHERE queue = :queue AND blocked_until <= :now AND parked_on IS NULL;
+
+-- name: flow_group_heads
+-- A group's next jobs in claim order (served by jobs_flow_waiting).
+SELECT seq, priority, scheduled_at FROM jobs
+WHERE state = 'waiting' AND queue = :queue AND flow = :grp
+ORDER BY priority DESC, scheduled_at, seq
+LIMIT :limit;
+
+-- name: flow_free_candidates
+-- The next jobs without limits of a queue that also holds flow-controlled jobs.
+SELECT seq, priority, scheduled_at FROM jobs
+WHERE state = 'waiting' AND queue = :queue AND flow IS NULL
+ORDER BY priority DESC, scheduled_at, seq
+LIMIT :limit;
+
+-- name: flow_forget_starts
+-- Starts that left the window can never count again.
+DELETE FROM flow_starts
+WHERE queue = :queue AND limiter = :limiter AND key = :key AND at <= :since;
+
+-- name: flow_count_starts
+SELECT count(*) FROM flow_starts
+WHERE queue = :queue AND limiter = :limiter AND key = :key AND at > :since;
+
+-- name: flow_nth_start
+-- The start whose leaving the window lets the next job start.
+SELECT at FROM flow_starts
+WHERE queue = :queue AND limiter = :limiter AND key = :key AND at > :since
+ORDER BY at LIMIT 1 OFFSET :offset;
+
+-- name: flow_record_start
+INSERT INTO flow_starts (queue, limiter, key, at) VALUES (?, ?, ?, ?);
+
+-- name: flow_pause_of
+SELECT until FROM flow_pauses
+WHERE queue = :queue AND limiter = :limiter AND key = :key AND until > :now;
+
+-- name: flow_slots_of
+SELECT used FROM flow_slots WHERE queue = :queue AND limiter = :limiter AND key = :key;
+
+-- name: flow_take_slot
+INSERT INTO flow_slots (queue, limiter, key, used) VALUES (?, ?, ?, 1)
+ON CONFLICT DO UPDATE SET used = used + 1;
+
+-- name: flow_group_turn
+-- A group that started a job goes to the back of the line.
+UPDATE flow_groups SET rot = ?, blocked_until = 0 WHERE queue = ? AND grp = ?;
+
+-- name: flow_group_blocked
+UPDATE flow_groups SET blocked_until = ? WHERE queue = ? AND grp = ?;
+
+-- name: flow_group_parked
+UPDATE flow_groups SET parked_on = ? WHERE queue = ? AND grp = ?;
+
+-- name: flow_group_drop
+-- Forget a group whose last waiting job just started (or was cancelled).
+DELETE FROM flow_groups
+WHERE queue = ? AND grp = ?
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'waiting' AND queue = ? AND flow = ?);
+
+-- name: flow_next_unblock
+-- When the earliest blocked group of these queues may start again.
+SELECT min(blocked_until) FROM flow_groups
+WHERE queue IN (SELECT value FROM json_each(:queues)) AND blocked_until > :now
+  AND parked_on IS NULL;
+
+-- name: rate_limited
+-- The task said "rate limited": hand the job back without charging the attempt. A job
+-- with limits waits in its group (paused by flow_pause); one without waits delayed.
+UPDATE jobs
+SET state = CASE WHEN flow IS NULL THEN 'delayed' ELSE 'waiting' END,
+    scheduled_at = CASE WHEN flow IS NULL THEN :now + :retry_in_ms ELSE scheduled_at END,
+    attempt = attempt - 1, worker = NULL, started_at = NULL, token = NULL,
+    lease_expires_at = NULL
+WHERE id = :id AND token = :token AND state = 'active'
+RETURNING queue, flow;
+
+-- name: flow_pause
+-- Pause a (limiter, key) for every worker until :until (a later pause wins).
+INSERT INTO flow_pauses (queue, limiter, key, until) VALUES (?, ?, ?, ?)
+ON CONFLICT DO UPDATE SET until = max(until, excluded.until);
+
+-- name: flow_declare
+-- A limit declared in code (a worker's start writes its app's declarations).
+INSERT INTO flow_limits (queue, name, declared) VALUES (:queue, :name, :declared)
+ON CONFLICT DO UPDATE SET declared = excluded.declared;
+
+-- name: flow_override
+-- A limit changed at runtime (NULL: back to the declared one).
+INSERT INTO flow_limits (queue, name, override) VALUES (:queue, :name, :override)
+ON CONFLICT DO UPDATE SET override = excluded.override;
+
+-- name: flow_all_limits
+SELECT queue, name, declared, override FROM flow_limits ORDER BY queue, name;
+
+-- name: flow_all_slots
+SELECT queue, limiter, key, used FROM flow_slots WHERE used > 0;
+
+-- name: flow_all_pauses
+SELECT queue, limiter, key, until FROM flow_pauses WHERE until > :now;
+
+-- name: flow_all_starts
+-- Starts per (limiter, key) since :since (the caller keeps those within each window).
+SELECT queue, limiter, key, count(*), max(at) FROM flow_starts
+WHERE at > :since GROUP BY queue, limiter, key;
+
+-- name: flow_blocked_groups
+-- Groups the claim found blocked, with how many jobs wait in each.
+SELECT g.queue, g.grp, g.blocked_until, g.parked_on,
+       (SELECT count(*) FROM jobs
+        WHERE state = 'waiting' AND queue = g.queue AND flow = g.grp)
+FROM flow_groups AS g
+WHERE g.parked_on IS NOT NULL OR g.blocked_until > :now;
+
+-- name: flow_job_group
+SELECT flow FROM jobs WHERE id = :id;
+
+-- name: flow_prune_starts
+DELETE FROM flow_starts WHERE at < :cutoff;
+
+-- name: flow_prune_pauses
+DELETE FROM flow_pauses WHERE until < :now;

@@ -13,6 +13,16 @@
 -- workers       live worker processes, refreshed by their heartbeat.
 -- locks         named leases for leadership (maintenance, cron).
 -- tombstones    ids of removed jobs, so a lookup can say "gone" instead of "unknown".
+-- flow_*        flow control (conveyor/flow, sqlite/flow.py), all per queue:
+--   flow_limits   limiter -> the limit declared in code and the runtime override
+--   flow_groups   flow groups with waiting jobs: their turn (rot, round robin) and, when
+--                 the claim found them blocked, until when (rate, pause) or on which
+--                 concurrency slot they are parked (freed by the job that releases it)
+--   flow_starts   the sliding-window log: one row per start of a job through a rated gate
+--   flow_pauses   (limiter, key) paused until a time by a task's RateLimited
+--   flow_slots    (limiter, key) -> jobs active through it; the claim adds, the trigger
+--                 flow_slot_freed takes away whenever such a job leaves `active`, in the
+--                 same transaction as the settle, rescue or release that moves it
 
 CREATE TABLE IF NOT EXISTS jobs (
     seq              INTEGER PRIMARY KEY,
@@ -42,7 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker           TEXT,
     token            TEXT,
     lease_expires_at INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    flow             TEXT     -- the job's flow group (its gates as JSON), NULL: no limits
 );
 
 -- The claim order: highest priority, then earliest due, then first in.
@@ -68,7 +79,8 @@ CREATE TABLE IF NOT EXISTS events (
 
 CREATE TABLE IF NOT EXISTS queues (
     name   TEXT PRIMARY KEY,
-    paused INTEGER NOT NULL DEFAULT 0
+    paused INTEGER NOT NULL DEFAULT 0,
+    flow   INTEGER NOT NULL DEFAULT 0  -- 1 once a job with limits was stored in the queue
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS workers (
@@ -148,3 +160,77 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Flow control (conveyor/flow; the claim's side is sqlite/flow.py).
+CREATE INDEX IF NOT EXISTS jobs_flow_waiting
+    ON jobs (queue, flow, priority DESC, scheduled_at, seq)
+    WHERE state = 'waiting' AND flow IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS flow_limits (
+    queue    TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    declared TEXT,           -- JSON {"rate": [count, window_ms] | null, "concurrency": n | null}
+    override TEXT,           -- the same, set at runtime; wins over `declared`
+    PRIMARY KEY (queue, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS flow_groups (
+    queue         TEXT    NOT NULL,
+    grp           TEXT    NOT NULL,
+    rot           INTEGER NOT NULL,             -- lower goes first among equal priorities
+    blocked_until INTEGER NOT NULL DEFAULT 0,
+    parked_on     TEXT,                         -- JSON [limiter, key] of a full slot
+    PRIMARY KEY (queue, grp)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS flow_groups_turn ON flow_groups (queue, rot);
+CREATE INDEX IF NOT EXISTS flow_groups_parked ON flow_groups (queue, parked_on)
+    WHERE parked_on IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS flow_starts (
+    queue   TEXT    NOT NULL,
+    limiter TEXT    NOT NULL,
+    key     TEXT    NOT NULL,
+    at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flow_starts_by_key ON flow_starts (queue, limiter, key, at);
+
+CREATE TABLE IF NOT EXISTS flow_pauses (
+    queue   TEXT    NOT NULL,
+    limiter TEXT    NOT NULL,
+    key     TEXT    NOT NULL,
+    until   INTEGER NOT NULL,
+    PRIMARY KEY (queue, limiter, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS flow_slots (
+    queue   TEXT    NOT NULL,
+    limiter TEXT    NOT NULL,
+    key     TEXT    NOT NULL,
+    used    INTEGER NOT NULL,
+    PRIMARY KEY (queue, limiter, key)
+) WITHOUT ROWID;
+
+-- A job with limits that becomes waiting (promoted, retried, released, rescued) makes
+-- sure its group is known to the claim; enqueue does the same for new waiting jobs.
+CREATE TRIGGER IF NOT EXISTS flow_waiting AFTER UPDATE OF state ON jobs
+WHEN new.state = 'waiting' AND new.flow IS NOT NULL
+BEGIN
+    INSERT INTO flow_groups (queue, grp, rot)
+    VALUES (new.queue, new.flow,
+            (SELECT coalesce(max(rot), 0) + 1 FROM flow_groups WHERE queue = new.queue))
+    ON CONFLICT DO NOTHING;
+END;
+
+-- A job with limits leaving `active` (however: settle, rescue, release) gives its
+-- concurrency slots back and un-parks the groups that waited for them.
+CREATE TRIGGER IF NOT EXISTS flow_slot_freed AFTER UPDATE OF state ON jobs
+WHEN old.state = 'active' AND old.flow IS NOT NULL
+BEGIN
+    UPDATE flow_slots SET used = used - 1
+    WHERE queue = old.queue AND used > 0
+      AND (limiter, key) IN (SELECT value ->> 0, value ->> 2 FROM json_each(old.flow));
+    UPDATE flow_groups SET parked_on = NULL
+    WHERE queue = old.queue AND parked_on IS NOT NULL
+      AND parked_on IN (SELECT json_array(value ->> 0, value ->> 2)
+                        FROM json_each(old.flow));
+END;

@@ -28,6 +28,7 @@ from ..base import (
     JobFilter,
     Lease,
     LeaseStatus,
+    LimitInfo,
     NewJob,
     Outcome,
     Page,
@@ -37,12 +38,14 @@ from ..base import (
     Settlement,
     WorkerInfo,
 )
-from . import rows
+from . import flow, rows
 from .failures import conveyor_error, is_busy
+from .flow import FlowClaim
 
 T = TypeVar("T")
 
 _FINAL_SQL = "'completed', 'failed', 'cancelled'"  # exactly as in the jobs_finished index
+FLOW_STARTS_MAX_AGE_MS = 31 * 86_400_000  # past the longest rate window (30 days)
 WORKER_FORGET_MS = 3600 * 1000
 AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a writer must checkpoint itself
 
@@ -119,6 +122,7 @@ class SqliteStore:
         self.lock_timeout = lock_timeout
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._flow_queues = True  # any queue seen with flow control at the last claim
 
     # -- connection ---------------------------------------------------------------------
     def open(self) -> None:
@@ -140,6 +144,7 @@ class SqliteStore:
         conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            _add_columns(conn)
             for statement in _statements(SCHEMA):
                 conn.execute(statement)
             conn.execute("COMMIT")
@@ -219,7 +224,10 @@ class SqliteStore:
                  new.meta_json, now, at)
                 for new, at in zip(jobs, due, strict=True)
             ]
-            stored = conn.executemany(Q["enqueue"], inserted).rowcount
+            if any(new.flow is not None for new in jobs):
+                stored = self._enqueue_flow(conn, jobs, inserted)
+            else:
+                stored = conn.executemany(Q["enqueue"], inserted).rowcount
             conn.execute(Q["enqueued_events"], {"before": before})
             if stored == len(jobs):
                 return [Enqueued(rows.new_job(row), True) for row in inserted]
@@ -238,6 +246,20 @@ class SqliteStore:
                 out.append(Enqueued(rows.job(existing), False))
             return out
 
+    def _enqueue_flow(self, conn: sqlite3.Connection, jobs: Sequence[NewJob],
+                      inserted: list[tuple[Any, ...]]) -> int:
+        """Store a batch holding flow-controlled jobs: their group goes with them, the
+        queue is marked for the flow claim, and each new waiting group gets its turn."""
+        stored: int = conn.executemany(Q["enqueue_flow"], [
+            (*row, new.flow) for new, row in zip(jobs, inserted, strict=True)]).rowcount
+        groups = {(new.queue, new.flow) for new, row in zip(jobs, inserted, strict=True)
+                  if new.flow is not None}
+        for queue in {queue for queue, _ in groups}:
+            conn.execute(Q["flow_queue_on"], {"queue": queue})
+        for queue, grp in sorted(groups):
+            conn.execute(Q["flow_group_add"], {"queue": queue, "grp": grp})
+        return stored
+
     # -- workers ------------------------------------------------------------------------
     def fetch(self, conn: sqlite3.Connection, queues: Sequence[str], limit: int,
               worker_id: str, lease_ms: int, settle: Sequence[Settlement]) -> Fetched:
@@ -249,18 +271,35 @@ class SqliteStore:
                 conn.execute(Q["promote_due"], {"now": now})
                 claims = self._claim(conn, queues, limit, worker_id, lease_ms, now)
             if len(claims) < limit:
-                due = conn.execute(Q["next_due"], {"queues": dumps(list(queues))}).fetchone()[0]
+                names = dumps(list(queues))
+                due = conn.execute(Q["next_due"], {"queues": names}).fetchone()[0]
+                if self._flow_queues:
+                    unblock = conn.execute(Q["flow_next_unblock"],
+                                           {"queues": names, "now": now}).fetchone()[0]
+                    due = unblock if due is None or (unblock or due) < due else due
                 next_due = None if due is None else max(due - now, 0)
         return Fetched(claims, settled, next_due)
 
     def _claim(self, conn: sqlite3.Connection, queues: Sequence[str], limit: int,
                worker_id: str, lease_ms: int, now: int) -> list[Claim]:
-        paused = {row[0] for row in conn.execute(Q["paused_queues"])}
+        paused: set[str] = set()
+        flowing: set[str] = set()
+        for name, is_paused, _is_flow in conn.execute(Q["special_queues"]):
+            (paused if is_paused else flowing).add(name)
+        self._flow_queues = bool(flowing)
         open_queues = [q for q in queues if q not in paused]
         candidates: list[tuple[int, int, int]] = []
+        plans: list[FlowClaim] = []
         for queue in open_queues:
-            candidates += conn.execute(Q["claim_candidates"], {"queue": queue, "limit": limit})
+            if queue in flowing:
+                plans.append(FlowClaim(conn, Q, queue, now))
+                candidates += plans[-1].plan(limit)
+            else:
+                candidates += conn.execute(Q["claim_candidates"],
+                                           {"queue": queue, "limit": limit})
         if not candidates:
+            for plan in plans:
+                plan.commit(set())
             return []
         if len(open_queues) > 1:
             candidates.sort(key=lambda c: (-c[1], c[2], c[0]))
@@ -269,6 +308,10 @@ class SqliteStore:
             "seqs": dumps([c[0] for c in candidates]), "worker": worker_id, "now": now,
             "lease_ms": lease_ms,
         }).fetchall()
+        if plans:
+            kept = {row[0] for row in claimed}
+            for plan in plans:
+                plan.commit(kept)
         claimed.sort(key=lambda r: (-r[7], r[21], r[0]))
         return [Claim(rows.job(row), row[rows.TOKEN]) for row in claimed]
 
@@ -307,9 +350,26 @@ class SqliteStore:
         elif s.outcome is Outcome.CANCELLED:
             params["error"] = None if s.error is None else dumps(s.error)
             query = "cancelled"
+        elif s.outcome is Outcome.RATE_LIMITED:
+            return self._rate_limited(conn, s, now)
         else:
             query = "release"
         return conn.execute(Q[query], params).rowcount == 1
+
+    def _rate_limited(self, conn: sqlite3.Connection, s: Settlement, now: int) -> bool:
+        """Hand the job back uncharged and pause its gates (or the one named) for all."""
+        retry_in_ms = max(s.retry_in_ms or 0, 0)
+        row = conn.execute(Q["rate_limited"], {"id": s.job_id, "token": s.token, "now": now,
+                                               "retry_in_ms": retry_in_ms}).fetchone()
+        if row is None:
+            return False
+        queue, grp = row
+        if grp is not None:
+            gates = loads(grp)
+            named = [g for g in gates if g[0] == s.limiter]
+            conn.executemany(Q["flow_pause"], [(queue, lim, rkey, now + retry_in_ms)
+                                               for lim, rkey, _ in named or gates])
+        return True
 
     def heartbeat(self, conn: sqlite3.Connection, worker: WorkerInfo,
                   leases: Sequence[Lease], lease_ms: int) -> list[LeaseStatus]:
@@ -379,6 +439,8 @@ class SqliteStore:
             pruned.events = conn.execute(Q["prune_events"], {
                 "cutoff": now - retention.events_max_age_ms, "batch": retention.batch,
             }).rowcount
+            conn.execute(Q["flow_prune_starts"], {"cutoff": now - FLOW_STARTS_MAX_AGE_MS})
+            conn.execute(Q["flow_prune_pauses"], {"now": now})
             pruned.tombstones = conn.execute(Q["prune_tombstones"], {
                 "cutoff": now - retention.tombstones_max_age_ms,
             }).rowcount
@@ -486,12 +548,52 @@ class SqliteStore:
             conn.execute(Q["set_paused"], {"queue": queue, "paused": int(paused)})
 
 
+    # -- flow control (conveyor/flow; the claim's part is flow.py) -------------------
+    def declare_limits(self, conn: sqlite3.Connection,
+                       declared: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        with self.transaction(conn):
+            conn.executemany(Q["flow_declare"], [
+                {"queue": queue, "name": name, "declared": dumps(limit)}
+                for queue, name, limit in declared])
+
+    def set_limit(self, conn: sqlite3.Connection, queue: str, name: str,
+                  limit: dict[str, Any] | None) -> None:
+        with self.transaction(conn):
+            conn.execute(Q["flow_override"], {"queue": queue, "name": name,
+                                              "override": None if limit is None
+                                              else dumps(limit)})
+            # a changed limit may free blocked groups: let the next claim judge them again
+            conn.execute("UPDATE flow_groups SET blocked_until = 0, parked_on = NULL "
+                         "WHERE queue = ?", (queue,))
+
+    def limits(self, conn: sqlite3.Connection) -> list[LimitInfo]:
+        with self.transaction(conn) as now:
+            return flow.limits(conn, Q, now)
+
+    def flow_blockers(self, conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+        with self.transaction(conn) as now:
+            row = conn.execute("SELECT queue, flow, state FROM jobs WHERE id = ?",
+                               (job_id,)).fetchone()
+            if row is None or row[1] is None or row[2] != "waiting":
+                return []
+            return flow.explain(conn, Q, row[0], row[1], now)
+
+
 def _worker_json(worker: WorkerInfo) -> str:
     return dumps({
         "id": worker.id, "host": worker.host, "pid": worker.pid, "queues": list(worker.queues),
         "concurrency": worker.concurrency, "in_flight": worker.in_flight,
         **({"group": worker.group} if worker.group else {}),  # absent: readers before groups
     })
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Columns added since a database was created (before the schema's indexes use them)."""
+    for table, column, declaration in (("jobs", "flow", "TEXT"),
+                                       ("queues", "flow", "INTEGER NOT NULL DEFAULT 0")):
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if present and column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def _statements(script: str) -> Iterator[str]:
