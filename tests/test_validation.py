@@ -167,13 +167,13 @@ def test_process_tasks_must_be_importable(app: Conveyor) -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(conveyor.__all__) == sorted([
         "ArgumentsError", "Backend", "BackendError", "BackendUnavailableError", "Cancel",
-        "Capabilities", "ConfigurationError", "Conveyor", "ConveyorError", "Event",
-        "InvalidJobError", "InvalidOptionError", "InvalidRequestError", "Job",
+        "Capabilities", "ConfigurationError", "Conveyor", "ConveyorError", "Enqueuing",
+        "Event", "InvalidJobError", "InvalidOptionError", "InvalidRequestError", "Job",
         "JobCancelledError", "JobContext", "JobFailedError", "JobFilter", "JobHandle",
         "JobNotFoundError", "JobOptions", "JobRemovedError", "JobState", "JobStateError",
-        "NonRetryableError", "PayloadTooLargeError", "ResultTimeoutError", "Retention",
-        "Retry", "Task", "UnknownTaskError", "Worker", "__version__", "current_job", "log",
-        "progress",
+        "NonRetryableError", "PayloadTooLargeError", "Plugin", "RateLimited",
+        "ResultTimeoutError", "Retention", "Retry", "Task", "UnknownTaskError", "Worker",
+        "WorkerStartError", "__version__", "current_job", "log", "progress",
     ])
     for name in conveyor.__all__:
         assert getattr(conveyor, name) is not None

@@ -25,7 +25,7 @@ from .errors import (
 from .handle import JobHandle
 from .jobs import Event, Job, JobState
 from .middleware import Enqueuing
-from .outcomes import Cancel, NonRetryableError, Retry
+from .outcomes import Cancel, NonRetryableError, RateLimited, Retry
 from .plugins import Plugin
 from .task import JobOptions, Task
 from .worker import Worker
@@ -61,6 +61,7 @@ __all__ = [
     "NonRetryableError",
     "PayloadTooLargeError",
     "Plugin",
+    "RateLimited",
     "ResultTimeoutError",
     "Retention",
     "Retry",

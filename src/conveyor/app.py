@@ -72,7 +72,7 @@ class Conveyor:
         self.leader_duties: list[LeaderDuty] = []
         self.hooks = Hooks()
         self.plugins = Plugins(CORE_OPTIONS)
-        self.flow = FlowDeclarations()
+        self.flow = FlowDeclarations(on_first=self._store_limits_on_worker_start)
         self._open_lock = threading.Lock()
         self._opened = False
         self._portal: _Portal | None = None
@@ -201,18 +201,24 @@ class Conveyor:
         """Declare a limiter several tasks share: ``app.limiter("openai", "500/m")`` then
         ``@app.task(limiters=["openai"])``. Its budget lives in one queue (`queue`, or that
         of the first task using it). Returns the name."""
-        return self.flow.limiter(name, rate_limit, concurrency=concurrency,
-                                 queue=None if queue is None else
-                                 check_options(queue=queue)["queue"]).name
+        bound: str | None = None if queue is None else check_options(queue=queue)["queue"]
+        return self.flow.limiter(name, rate_limit, concurrency=concurrency, queue=bound).name
 
     def queue(self, name: str, *, rate_limit: str | None = None,
               concurrency: int | None = None, rate_key: Any = None,
               concurrency_key: Any = None) -> str:
         """Limit a whole queue: ``app.queue("emails", rate_limit="10/s", concurrency=20)``."""
-        queue = check_options(queue=name)["queue"]
+        queue: str = check_options(queue=name)["queue"]
         self.flow.queue(queue, rate_limit=rate_limit, concurrency=concurrency,
                         rate_key=rate_key, concurrency_key=concurrency_key)
         return queue
+
+    def _store_limits_on_worker_start(self) -> None:
+        from .flow.api import store_declared
+
+        async def store_limits() -> None:
+            await store_declared(self)
+        self.on_worker_start(store_limits)
 
     @property
     def limits(self) -> Limits:

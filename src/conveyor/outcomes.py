@@ -2,6 +2,8 @@
 
 - ``Retry(delay=...)``: run again after `delay` seconds (counts as an attempt).
 - ``Cancel(reason)``: end the job `cancelled`, no retry.
+- ``RateLimited(retry_after=...)``: the downstream said "too many requests": pause this
+  job's limiters (or the one named) for every worker and put the job back, uncharged.
 - ``NonRetryableError``: subclass it (or list types in ``@app.task(non_retryable=...)``)
   for errors that no retry can fix; the job fails at once.
 """
@@ -30,3 +32,18 @@ class Cancel(Exception):
 
 class NonRetryableError(Exception):
     """Base for errors that fail the job at once, whatever attempts remain."""
+
+
+class RateLimited(Exception):
+    """The service this task calls refused for now (an HTTP 429, say): pause the job's
+    limiter keys (or only `limiter`) for `retry_after` seconds across every worker, and
+    put the job back without charging an attempt. A job without limits waits delayed."""
+
+    def __init__(self, retry_after: float, limiter: str | None = None,
+                 reason: str = "rate limited by the downstream service") -> None:
+        super().__init__(reason)
+        if not retry_after >= 0 or retry_after == float("inf"):
+            raise ValueError("RateLimited retry_after must be a finite number >= 0")
+        self.retry_after = retry_after
+        self.limiter = limiter
+        self.reason = reason

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 from . import backoff as backoff_mod
 from .backends.base import NewJob
-from .errors import InvalidOptionError, PayloadTooLargeError
+from .errors import ConfigurationError, InvalidOptionError, PayloadTooLargeError
 from .flow.spec import check_flow_key
 from .ids import new_job_id
 from .serialization import dumps, dumps_checked
@@ -94,10 +94,7 @@ def check_options(
         out["key"] = _check_key(key)
     if meta is not None:
         out["meta"] = _check_meta(meta)
-    if rate_key is not None:
-        out["rate_key"] = check_flow_key(rate_key, "rate_key")
-    if concurrency_key is not None:
-        out["concurrency_key"] = check_flow_key(concurrency_key, "concurrency_key")
+    out.update(_check_flow_keys(rate_key=rate_key, concurrency_key=concurrency_key))
     return out
 
 
@@ -144,6 +141,11 @@ def _check_meta(meta: Any) -> dict[str, Any]:
         raise InvalidOptionError("meta must be a dict")
     dumps_checked(meta, "meta")
     return meta
+
+
+def _check_flow_keys(**keys: Any) -> dict[str, str]:
+    return {name: check_flow_key(value, name) for name, value in keys.items()
+            if value is not None}
 
 
 def _seconds(value: Any, what: str) -> float:
@@ -250,8 +252,16 @@ class Task(Generic[P, R]):
             timeout=opts.timeout,
             backoff_json=self._backoff_json,
             meta_json=dumps(opts.meta) if opts.meta else "{}",
-            flow=self.app.flow.group(self, opts, args, kwargs),
+            flow=self._flow_group(opts, args, kwargs),
         )
+
+    def _flow_group(self, opts: JobOptions, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> str | None:
+        group = self.app.flow.group(self, opts, args, kwargs)
+        if group is not None and not self.app.backend.capabilities.flow_control:
+            raise ConfigurationError(f"{self.name}: this backend does not support flow "
+                                     "control (rate limits, concurrency caps) yet")
+        return group
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Store a job for this call and return its handle (sync)."""

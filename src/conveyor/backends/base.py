@@ -65,6 +65,7 @@ class Capabilities:
     # run_inline finishes every verb on the caller's thread (see the module docstring);
     # False: the app's sync API goes through a private event loop thread instead
     inline_sync: bool = False
+    flow_control: bool = False  # rate limits and concurrency caps decided in the claim
 
 
 T = TypeVar("T")

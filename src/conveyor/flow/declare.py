@@ -19,7 +19,7 @@ per group. A job with no gate has no group and costs the claim nothing.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,10 +54,16 @@ class Limiter:
 class FlowDeclarations:
     """Every limiter an app declared, and the gates of each job it prepares."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
         self.queue_limits: dict[str, Limiter] = {}
         self.shared: dict[str, Limiter] = {}
         self.task_limits: dict[str, tuple[Limiter, ...]] = {}
+        self._on_first = on_first  # called at the first declaration (the app's start hook)
+
+    def _declared(self) -> None:
+        if self._on_first is not None:
+            on_first, self._on_first = self._on_first, None
+            on_first()
 
     # -- declaring ----------------------------------------------------------------------
     def queue(self, queue: str, *, rate_limit: Any = None, concurrency: Any = None,
@@ -69,6 +75,7 @@ class FlowDeclarations:
                           check_key_source(rate_key, "rate_key"),
                           check_key_source(concurrency_key, "concurrency_key"))
         self.queue_limits[queue] = limiter
+        self._declared()
         return limiter
 
     def limiter(self, name: str, rate_limit: Any = None, *, concurrency: Any = None,
@@ -82,6 +89,7 @@ class FlowDeclarations:
         if name in self.shared:
             raise ConfigurationError(f"a limiter named {name!r} is declared already")
         self.shared[name] = limiter = Limiter(name, limit, queue)
+        self._declared()
         return limiter
 
     def task(self, task: Task[Any, Any], *, rate_limit: Any = None,
@@ -120,6 +128,7 @@ class FlowDeclarations:
                 self.shared[lim.name] = lim  # bound to this queue from now on
         if used:
             self.task_limits[task_name] = tuple(used)
+            self._declared()
         else:
             self.task_limits.pop(task_name, None)
 
@@ -181,10 +190,11 @@ def _owner_of(own: Sequence[Limiter], queue_limiter: Limiter | None,
               kind: str) -> Limiter | None:
     """Which limiter a per-job `rate_key` / `concurrency_key` option keys: the task's own
     (if it has that kind of limit), else its queue's."""
-    for lim in (*own, *(() if queue_limiter is None else (queue_limiter,))):
+    candidates: list[Limiter] = [*own] + ([] if queue_limiter is None else [queue_limiter])
+    for lim in candidates:
         if lim.name != QUEUE_LIMITER and not lim.name.startswith("task:"):
             continue
-        if getattr(lim.limit, kind) is not None:
+        if (lim.limit.rate if kind == "rate" else lim.limit.concurrency) is not None:
             return lim
     return None
 

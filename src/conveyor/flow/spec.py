@@ -127,10 +127,13 @@ KeySource = str | Callable[..., Any]
 
 def check_key_source(value: Any, what: str) -> KeySource | None:
     """`rate_key=` / `concurrency_key=` at declaration: an argument name or a callable."""
-    if value is None or callable(value):
-        return value
+    if value is None:
+        return None
     if isinstance(value, str) and value.isidentifier():
         return value
+    if callable(value):
+        source: Callable[..., Any] = value
+        return source
     raise InvalidOptionError(f"{what} must be an argument name or a callable, got {value!r}")
 
 

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ...errors import InvalidRequestError
+from ...errors import ConfigurationError, InvalidRequestError
 from ...jobs import Event, Job, JobState
 from ...serialization import dumps
 from ..base import (
@@ -33,6 +33,7 @@ from ..base import (
     JobFilter,
     Lease,
     LeaseStatus,
+    LimitInfo,
     NewJob,
     Page,
     Pruned,
@@ -328,6 +329,21 @@ class RedisBackend(RedisSchedules, Backend):
         batch.command("SADD", self.keys.queues, queue)
         self.conn.queue_script(batch, "set_paused", queue, 1 if paused else 0)
         await self._run(batch)
+
+    # -- flow control: not on Redis yet (capabilities.flow_control is False) -----------
+    async def declare_limits(self, limits: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        if limits:
+            raise ConfigurationError("the redis backend does not support flow control yet")
+
+    async def set_limit(self, queue: str, name: str, limit: dict[str, Any] | None) -> None:
+        raise InvalidRequestError(f"no stored limiter named {name!r} (the redis backend "
+                                  "does not support flow control yet)")
+
+    async def limits(self) -> list[LimitInfo]:
+        return []  # nothing can be stored here: jobs with limits are refused at enqueue
+
+    async def flow_blockers(self, job_id: str) -> list[dict[str, Any]]:
+        return []
 
     # -- used by reads.py ---------------------------------------------------------------
     def queue_call(self, batch: Batch, name: str, queue: str, *args: Any) -> int:

@@ -169,6 +169,8 @@ def settlement_args(s: Settlement) -> list[Any]:
                 summary = dumps(f"{entry['type']}: {entry['message']}")
         if s.outcome is Outcome.FAILED and s.retry_in_ms is not None:
             retry = max(int(s.retry_in_ms), 0)
+    elif s.outcome is Outcome.RATE_LIMITED:
+        retry = max(int(s.retry_in_ms or 0), 0)
     return [s.job_id, s.token, s.outcome.value, payload, retry, summary]
 
 

@@ -69,7 +69,7 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
 
 class SqliteBackend(SqliteSchedules, Backend):
     capabilities = Capabilities(multi_process=True, multi_host=False, blocking_wakeup=True,
-                                inline_sync=True)
+                                inline_sync=True, flow_control=True)
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -70,6 +70,25 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
     local s = settle_sets[CANCELLED]
     s[#s + 1] = t
     s[#s + 1] = id
+  elseif outcome == 'rate_limited' then
+    -- RateLimited from the task: back uncharged, due after retry_in_ms (jobs here have
+    -- no limiter keys to pause: flow control is not on Redis yet)
+    attempt = int(num(cur[3]) - 1)
+    local due = now + tonumber(retry_in_ms)
+    local state = 'waiting'
+    if due > now then state = 'delayed' end
+    local due_text = int(due)
+    redis.call('HSET', jk, 'state', state, 'attempt', attempt, 'scheduled_at', due_text,
+               'token', '', 'ev', emit_state(now, id, state, attempt))
+    redis.call('HDEL', jk, 'worker', 'started_at')
+    if state == 'delayed' then
+      local s = settle_sets[DELAYED]
+      s[#s + 1] = due_text
+      s[#s + 1] = id
+    else
+      local place = waiting_place(jk)
+      waiting_pair(settle_sets[WAITING], id, place[1], due, place[3])
+    end
   else -- released: waiting again at its old place, the attempt not charged
     attempt = int(num(cur[3]) - 1)
     local eid = emit_state(now, id, 'waiting', attempt)
