@@ -74,7 +74,7 @@ async def main(url: str, mode: str, n: int) -> None:
                 os.remove(path + suffix)
     backend = backend_for(url)
     await backend.open()
-    from conveyor.serialization import dumps  # noqa: PLC0415 (after the tree is chosen)
+    from conveyor.serialization import dumps
 
     if mode == "none":
         batch = jobs(n)
