@@ -7,6 +7,7 @@ the worker process it starts share one temp database file.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,20 @@ def noop_sync() -> None:
     """The same no-op as a plain ``def``, run on the worker's thread executor."""
 
 
+_redis: Any = None
+
+
+async def redis_call() -> None:
+    """One asyncio Redis round trip (INCR), as a typical I/O-bound job body: what the
+    event loop's speed shows on. BENCH_REDIS_URL names the server."""
+    global _redis
+    if _redis is None:  # one client per worker process, made on the worker's loop
+        import redis.asyncio
+
+        _redis = redis.asyncio.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    await _redis.incr("bench:redis_call")
+
+
 async def stamp() -> float:
     """Returns the wall-clock time at which the worker started running it (pickup)."""
     return time.time()
@@ -33,11 +48,13 @@ class BenchApp:
     noop: Task[[], Any]
     noop_sync: Task[[], Any]
     stamp: Task[[], Any]
+    redis_call: Task[[], Any]
 
 
 def build(url: str | None = None) -> BenchApp:
     app = Conveyor(url)
-    return BenchApp(app, app.task(noop), app.task(noop_sync), app.task(stamp))
+    return BenchApp(app, app.task(noop), app.task(noop_sync), app.task(stamp),
+                    app.task(redis_call))
 
 
 app = build().app

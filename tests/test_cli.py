@@ -350,6 +350,7 @@ BAD_INPUT = [
     (["worker", "-p", "many"], 1, "a number of at least 1, or auto"),
     (["worker", "--max-memory-per-child", "lots"], 1, "bad memory size 'lots'"),
     (["worker", "--max-jobs-per-child", "0"], 2, "--max-jobs-per-child"),
+    (["worker", "--loop", "tokio"], 2, "'tokio' is not one of"),
     (["frobnicate"], 2, "No such command"),
 ]
 
@@ -400,3 +401,25 @@ def test_project_defaults_come_from_tool_conveyor_dev(tmp_path: Path) -> None:
         '[tool.conveyor.dev]\napp = "myproject.jobs:app"\npage = "myproject.web:serve"\n')
     assert project_defaults(tmp_path) == {"app": "myproject.jobs:app",
                                           "page": "myproject.web:serve"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_worker_runs_on_the_chosen_event_loop(url: str, tmp_path: Path, loop: str) -> None:
+    with child(tmp_path, url, "worker", "--loop", loop) as worker:
+        job_id = enqueue("add", "--arg", "x=1")
+        wait_for(lambda: job_state(job_id) == "completed", "the job to run")
+    assert f"conveyor.worker: event loop: {loop}" in worker.err.read_text()
+
+
+def test_shell_completion_installs_and_completes(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    installed = subprocess.run([sys.executable, "-m", "conveyor", "--install-completion", "bash"],
+                               env=env, capture_output=True, text=True, check=True)
+    assert "bash completion installed" in installed.stdout
+    assert "_conveyor_completion" in (tmp_path / ".bash_completions/conveyor.sh").read_text()
+    completing = {**env, "_CONVEYOR_COMPLETE": "complete_bash", "COMP_WORDS": "conveyor wor",
+                  "COMP_CWORD": "1"}
+    offered = subprocess.run([sys.executable, "-m", "conveyor"], env=completing,
+                             capture_output=True, text=True, check=True)
+    assert offered.stdout.split() == ["worker", "workers"]

@@ -45,7 +45,7 @@ import uuid
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import health
+from . import health, loops
 from .backends.base import WorkerInfo
 from .errors import ConfigurationError
 from .loading import load_app
@@ -77,6 +77,7 @@ class ChildSpec:
     log_level: str = "info"
     log_format: str = "text"
     store_job_logs: bool = False
+    loop: str = "auto"
     max_jobs: int | None = None
     max_memory: int | None = None  # bytes of resident memory
     group: str = ""
@@ -326,7 +327,7 @@ def child_main(spec: ChildSpec, parent: int) -> None:
     """A worker process: the app's worker, with the group's id and the recycle limits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches us through the supervisor
     configure_logging(spec.log_level, spec.log_format, store_job_logs=spec.store_job_logs)
-    asyncio.run(_run_child(spec, parent))
+    loops.run(_run_child(spec, parent), spec.loop)
 
 
 async def _run_child(spec: ChildSpec, parent: int) -> None:
@@ -334,6 +335,7 @@ async def _run_child(spec: ChildSpec, parent: int) -> None:
     if app.url != spec.url:
         app.use(spec.url)
     install_job_log(app)
+    log.info("event loop: %s", loops.running_name())
     worker = GroupWorker(app, spec, parent)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.stop_gracefully, "SIGTERM")

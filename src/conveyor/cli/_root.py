@@ -56,7 +56,7 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-cli = typer.Typer(cls=_OneLineErrors, invoke_without_command=True, add_completion=False,
+cli = typer.Typer(cls=_OneLineErrors, invoke_without_command=True, add_completion=True,
                   pretty_exceptions_enable=False, rich_markup_mode="rich",
                   help="conveyor: background jobs for Python.")
 

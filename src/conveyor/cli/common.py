@@ -106,6 +106,15 @@ LogLevelOpt = Annotated[LogLevel, typer.Option(envvar="CONVEYOR_LOG_LEVEL", case
 LogFormatOpt = Annotated[LogFormat, typer.Option(
     envvar="CONVEYOR_LOG_FORMAT", case_sensitive=False,
     help="text lines, or JSON lines (timestamp, level, logger, message, job fields).")]
+class LoopChoice(enum.StrEnum):
+    AUTO = "auto"
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
+LoopOpt = Annotated[LoopChoice, typer.Option(
+    "--loop", envvar="CONVEYOR_LOOP", case_sensitive=False,
+    help="Event loop; auto: uvloop when installed.")]
 StoreJobLogsOpt = Annotated[bool, typer.Option(
     "--store-job-logs", envvar="CONVEYOR_STORE_JOB_LOGS",
     help="Also keep tasks' own log records with their job (like log()).")]

@@ -13,7 +13,6 @@ directory), so that a bare ``conveyor dev`` runs its app::
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import tomllib
@@ -23,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import logs
+from .. import logs, loops
 from ..app import Conveyor
 from ..errors import ConfigurationError
 from ..loading import import_path
@@ -36,6 +35,8 @@ from .common import (
     LogFormat,
     LogFormatOpt,
     LogLevel,
+    LoopChoice,
+    LoopOpt,
     configure_logging,
     load,
     note,
@@ -134,6 +135,7 @@ def dev(ctx: typer.Context, app_path: AppArg = None, concurrency: Concurrency = 
             envvar="CONVEYOR_API_PORT", min=0, max=65535,
             help="Port of the HTTP API on 127.0.0.1 (open, no auth); 0: no API.")] = 8000,
         log_format: LogFormatOpt = LogFormat.TEXT,
+        loop: LoopOpt = LoopChoice.AUTO,
         ) -> None:
     """Try conveyor on one machine: a worker plus maintenance on sqlite:///conveyor.db,
     and the HTTP API on 127.0.0.1:8000.
@@ -154,4 +156,4 @@ def dev(ctx: typer.Context, app_path: AppArg = None, concurrency: Concurrency = 
                                             [(s.label, s.line) for s in services]))
     logs.install_job_log(app)
     work = Worker(app, app.queue_names, concurrency=concurrency, maintenance=True)
-    asyncio.run(run_worker(app, work, *(s.run for s in services)))
+    loops.run(run_worker(app, work, *(s.run for s in services)), loop.value)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from .. import loops
 from ..app import Conveyor
 from ..stopping import cancel_until_done
 from ..worker import Worker
@@ -21,6 +22,7 @@ async def run_worker(app: Conveyor, worker: Worker, *others: Coroutine[Any, Any,
     (each stops gracefully on cancellation; one that has not stopped SERVICE_GRACE
     seconds later is cancelled again, so a swallowed cancellation cannot hang the exit)."""
     worker.install_signal_handlers()
+    logging.getLogger("conveyor.worker").info("event loop: %s", loops.running_name())
     services = [asyncio.ensure_future(other) for other in others]
     try:
         await worker.run()
@@ -28,3 +30,4 @@ async def run_worker(app: Conveyor, worker: Worker, *others: Coroutine[Any, Any,
         for error in await cancel_until_done(*services, again_after=SERVICE_GRACE):
             logging.getLogger("conveyor").error("dev service failed: %s", error)
         await app.aclose()
+

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from .. import loops
 from ._root import cli
 from .common import (
     AppArg,
@@ -15,6 +16,8 @@ from .common import (
     LogFormatOpt,
     LogLevel,
     LogLevelOpt,
+    LoopChoice,
+    LoopOpt,
     configure_logging,
     load,
 )
@@ -33,6 +36,7 @@ def serve(
         "--access-log", envvar="CONVEYOR_ACCESS_LOG", help="Log every request.")] = False,
     log_level: LogLevelOpt = LogLevel.INFO,
     log_format: LogFormatOpt = LogFormat.TEXT,
+    loop: LoopOpt = LoopChoice.AUTO,
 ) -> None:
     """Serve the HTTP API (uvicorn) until SIGTERM/SIGINT: enqueue, status, SSE, control.
 
@@ -49,5 +53,6 @@ def serve(
     warning = server.check_exposure(HttpSettings.from_env(), host)
     if warning:
         logging.getLogger("conveyor.serve").warning("conveyor serve: %s", warning)
-    server.run(host, port, workers, log_level=log_level.value, access_log=access_log)
+    server.run(host, port, workers, log_level=log_level.value, access_log=access_log,
+               loop=loops.resolve(loop.value))
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import Annotated
 
 import typer
 
-from .. import health, logs, supervisor
+from .. import health, logs, loops, supervisor
 from ..app import Conveyor
 from ..worker import Worker
 from ._root import cli
@@ -19,6 +18,8 @@ from .common import (
     LogFormatOpt,
     LogLevel,
     LogLevelOpt,
+    LoopChoice,
+    LoopOpt,
     StoreJobLogsOpt,
     configure_logging,
     load,
@@ -45,6 +46,7 @@ def worker(
     log_level: LogLevelOpt = LogLevel.INFO,
     log_format: LogFormatOpt = LogFormat.TEXT,
     store_job_logs: StoreJobLogsOpt = False,
+    loop: LoopOpt = LoopChoice.AUTO,
     processes: Annotated[str, typer.Option(
         "--processes", "-p", envvar="CONVEYOR_PROCESSES", metavar="N|auto",
         help="Worker processes under one supervisor (auto: one per CPU).")] = "1",
@@ -70,20 +72,22 @@ def worker(
     max_memory = None if max_memory_per_child is None else supervisor.memory_size(
         max_memory_per_child)
     configure_logging(log_level, log_format, store_job_logs)
+    loops.resolve(loop.value)  # an unusable choice fails here, not in every child
     probes = None if health_port is None else health.bind(health_port)
     if count > 1 or max_jobs_per_child or max_memory:
         spec = supervisor.ChildSpec(
             app_path=app_path or ctx.obj.app_path, url=app.url, queues=tuple(names),
             concurrency=concurrency, lease=lease, grace=grace, process_workers=process_workers,
             log_level=log_level.value, log_format=log_format.value,
-            store_job_logs=store_job_logs, max_jobs=max_jobs_per_child, max_memory=max_memory,
+            store_job_logs=store_job_logs, loop=loop.value, max_jobs=max_jobs_per_child,
+            max_memory=max_memory,
             group=supervisor.new_group_id())
         raise typer.Exit(supervisor.Supervisor(spec, count, probes).run())
     logs.install_job_log(app)
     work = Worker(app, names, concurrency=concurrency, lease=lease, grace=grace,
                   process_workers=process_workers)
     beside = [] if probes is None else [health.serve(probes, partial(backend_answers, app))]
-    asyncio.run(run_worker(app, work, *beside))
+    loops.run(run_worker(app, work, *beside), loop.value)
 
 
 async def backend_answers(app: Conveyor) -> str | None:

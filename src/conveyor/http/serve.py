@@ -99,7 +99,7 @@ def _end_streams_on_signals() -> None:
 
 
 def run(host: str, port: int, workers: int = 1, *, log_level: str = "info",
-        access_log: bool = False) -> None:
+        access_log: bool = False, loop: str = "auto") -> None:
     """Serve CONVEYOR_APP until SIGINT/SIGTERM (the caller set the environment)."""
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
     # a SIGTERM'd server that finished cleanly exits 0, like the worker
@@ -109,7 +109,7 @@ def run(host: str, port: int, workers: int = 1, *, log_level: str = "info",
         print(f"conveyor serve: {shared}", file=sys.stderr, flush=True)
     uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=access_log, lifespan="on", log_config=None,
-                timeout_graceful_shutdown=GRACE_SECONDS, http=BoundedHttpToolsProtocol)
+                loop=loop, timeout_graceful_shutdown=GRACE_SECONDS, http=BoundedHttpToolsProtocol)
 
 
 class _InnerServer(uvicorn.Server):
