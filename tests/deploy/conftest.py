@@ -54,7 +54,7 @@ def metric_names(text: str) -> set[str]:
 @pytest.fixture(scope="session")
 def served_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Every sample name of a real GET /metrics, after jobs were enqueued, retried and
-    finished by a real worker, so every family has samples."""
+    finished by a real worker and a schedule was declared, so every family has samples."""
     return asyncio.run(_scrape(tmp_path_factory.mktemp("metrics")))
 
 
@@ -67,6 +67,12 @@ async def _scrape(folder: Path) -> set[str]:
         if next(failures) == 0:
             raise ConnectionError("first attempt fails")
         return "ok"
+
+    @app.task(queue="work")
+    def tidy() -> None:
+        """Scheduled, so the schedule families are served too (declared at worker start)."""
+
+    app.schedule("tidy-hourly", tidy, every="1h")
 
     api = create_app(app, HttpSettings.from_env({"CONVEYOR_TOKENS": f"read:{READ_TOKEN}"}))
     headers = {"Authorization": f"Bearer {READ_TOKEN}"}
