@@ -342,9 +342,13 @@ class Conveyor:
         stored = self.run_sync(self.backend.enqueue, jobs)
         return [JobHandle(self, e.job, e.created) for e in stored]
 
-    async def aenqueue_many(self, jobs: Sequence[NewJob]) -> list[JobHandle[Any]]:
+    async def aenqueue_many(self, jobs: Sequence[NewJob], *,
+                            middleware: bool = True) -> list[JobHandle[Any]]:
+        """Async twin of `enqueue_many`. ``middleware=False``: the caller has shown the jobs
+        to the on_enqueue middleware already (the HTTP batcher does, in each request's
+        context)."""
         backend = await self._backend()
-        if self.hooks.on_enqueue:
+        if middleware and self.hooks.on_enqueue:
             jobs = self.hooks.prepared(jobs)
         return [JobHandle(self, e.job, e.created) for e in await backend.enqueue(jobs)]
 

@@ -52,6 +52,7 @@ def test_core_installs_without_web_or_redis_and_imports(dists: Dists, venv: Venv
     ("import conveyor.dashboard", "server"),
     ("import conveyor.client", "client"),
     ("import conveyor.webhooks", "server"),
+    ("import conveyor.otel", "otel"),
     ("from conveyor import Conveyor; Conveyor('redis://localhost:1/0').backend", "redis"),
 ])
 def test_a_part_without_its_extra_names_the_extra(dists: Dists, venv: Venv, code: str,
@@ -107,7 +108,7 @@ def test_readme_quickstart_runs_from_the_installed_wheel(dists: Dists, venv: Ven
     ("client", "from conveyor.client import Client"),
     ("server", "from conveyor.http import create_app; from conveyor.dashboard import "
                "create_dashboard; import conveyor.metrics, conveyor.webhooks"),
-    ("otel", "import opentelemetry.trace"),
+    ("otel", "from conveyor.otel import Tracing; Tracing()"),
     ("all", "import conveyor.http, conveyor.client, conveyor.backends.redis, opentelemetry"),
 ])
 def test_each_extra_installs_and_its_part_imports(dists: Dists, venv: Venv, extra: str,

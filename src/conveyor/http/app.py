@@ -67,6 +67,10 @@ def create_app(conveyor: Conveyor, settings: HttpSettings | None = None) -> Fast
     api.include_router(jobs_api.router, prefix="/v1")
     api.include_router(events.router, prefix="/v1")
     for plugin in conveyor.plugins:  # webhooks, metrics, schedules, yours
+        wrap = getattr(plugin, "http_middleware", None)  # ASGI middleware (tracing)
+        if wrap is not None:
+            middleware, options = wrap()
+            api.add_middleware(middleware, **options)
         routes = plugin.router()
         if routes is not None:
             api.include_router(routes, prefix=plugin.router_prefix)

@@ -40,6 +40,10 @@ class EnqueueBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def enqueue(self, job: NewJob) -> JobHandle[Any]:
+        if self.conveyor.hooks.on_enqueue:
+            # here, not in the shared flush: middleware sees this request's context
+            # (its trace, its context variables), not the first request's of the batch
+            (job,) = self.conveyor.hooks.prepared([job])
         done: asyncio.Future[JobHandle[Any]] = asyncio.get_running_loop().create_future()
         self._pending.append((job, done))
         self._schedule()
@@ -78,7 +82,8 @@ class EnqueueBatcher:
                            ) -> None:
         self.batches += 1
         try:
-            handles = await self.conveyor.aenqueue_many([job for job, _ in group])
+            handles = await self.conveyor.aenqueue_many([job for job, _ in group],
+                                                        middleware=False)
         except BaseException as exc:
             for _, done in group:
                 if not done.done():
