@@ -1,18 +1,28 @@
-"""The example app runs as documented: the report pipeline reports progress and returns a
+"""The examples run as documented: the report pipeline reports progress and returns a
 result, the flaky call succeeds on retry, the CPU job runs in a child process, and four
-clicks with one key send one email."""
+clicks with one key send one email. Docs that run: every Python snippet in README.md is
+(verbatim) part of a file under examples/, and every such file is run by a test."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from examples import reports
+from examples import client, reports, tasks, testing
 
 from conveyor import Conveyor, JobState
 from conveyor.testing import drain
+from tests.helpers import ROOT, WorkerProcess
+from tests.http.wh_server import ServerProcess
+
+EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture
@@ -71,3 +81,59 @@ def test_four_clicks_with_one_key_send_one_email(app: Conveyor) -> None:
     assert [c.created for c in clicks] == [True, False, False, False]
     assert drain(app, ["emails"]) == 1
     assert clicks[0].result(timeout=5)["status"] == "sent"
+
+
+def readme_snippets() -> list[str]:
+    """Each ```python block of README.md, dedented (some sit inside a list item)."""
+    text = (ROOT / "README.md").read_text()
+    return [textwrap.dedent(body)
+            for _, body in re.findall(r"^( *)```python\n(.*?)^\1```$", text, re.M | re.S)]
+
+
+def test_every_readme_snippet_is_part_of_an_example_file() -> None:
+    sources = {p.name: p.read_text() for p in EXAMPLES.glob("*.py")}
+    snippets = readme_snippets()
+    missing = [s for s in snippets if not any(s in source for source in sources.values())]
+    assert len(snippets) >= 4
+    assert missing == [], "README snippets not found verbatim in examples/*.py"
+
+
+def test_every_example_file_is_run_by_a_test() -> None:
+    tests = " ".join(p.read_text() for p in (ROOT / "tests").rglob("*.py"))
+    unrun = [p.name for p in EXAMPLES.glob("*.py") if p.name != "__init__.py"
+             and not re.search(rf"examples[./]{p.stem}\b|from examples import .*\b{p.stem}\b",
+                               tests)]
+    assert unrun == []
+
+
+def test_the_readme_tour_enqueues_runs_and_reads_jobs(tmp_path: Path) -> None:
+    # examples.tasks stores jobs in conveyor.db of the current folder: an empty one here
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    done = subprocess.run([sys.executable, "-m", "examples.enqueue"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "completed", "{'user_id': 1, 'score': 97, 'attempt': 1}", "completed", "delayed"]
+    assert (tmp_path / "conveyor.db").exists()
+
+
+def test_the_readme_testing_example_passes(tmp_path: Path) -> None:
+    try:
+        testing.test_report(tmp_path)
+    finally:
+        tasks.app.close()
+    assert (tmp_path / "jobs.db").exists()
+
+
+def test_the_readme_client_gets_a_report_from_a_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    monkeypatch.setenv("CONVEYOR_EXAMPLE_SPEED", "2000")  # the worker process inherits it
+    worker = WorkerProcess(url, "-q", "reports", app="examples.reports:app")
+    try:
+        with ServerProcess(url, "tests.examples_serve:api", tokens="admin:s3cret") as server:
+            answer = client.report(7, server=server.base)
+    finally:
+        output = worker.stop()
+    assert isinstance(answer, dict) and answer["summary"].startswith("user 7: score")
+    assert "Traceback" not in output, output
