@@ -318,3 +318,26 @@ async def test_a_job_page_shows_the_idempotency_key_not_the_internal_dedup_key(
     page = await (await admin(open_client)).get(f"/jobs/{job_id}")
     assert "Idempotency-Key" in page.text and "order-17" in page.text
     assert "idem:" not in page.text
+
+
+async def test_attempts_are_numbered_across_retries_by_hand(
+        conveyor_app: Conveyor, open_client: Callable[..., Browserish], tmp_path: Path) -> None:
+    flag = tmp_path / "fixed"
+    job_id = tasks.charge.enqueue(customer="acme", flag=str(flag)).id  # 1 attempt per run
+    await adrain(conveyor_app, ["billing"])
+    await conveyor_app.aretry_job(job_id)
+    await adrain(conveyor_app, ["billing"])
+    tab = await admin(open_client)
+    failed = (await tab.get(f"/jobs/{job_id}")).text
+    assert "Failed after 1 attempt of its last run (2 in all, retried by hand 1 time)" in failed
+    assert "2 attempts failed" in failed
+    labels = re.findall(r'<span class="pill bad">attempt (\d+)</span>', failed)
+    assert labels == ["2", "1"]  # newest first, numbered over the job's life
+    flag.touch()
+    await conveyor_app.aretry_job(job_id)
+    await adrain(conveyor_app, ["billing"])
+    done = (await tab.get(f"/jobs/{job_id}")).text
+    steps = re.findall(r"(Attempt \d+ (?:failed|started)|Retried by hand)", done)
+    assert steps == ["Attempt 1 failed", "Retried by hand", "Attempt 2 failed",
+                     "Retried by hand", "Attempt 3 started"]
+    assert "3 in all, retried by hand 2 times" in done

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from ..jobs import JobState
@@ -125,3 +126,8 @@ def backoff(spec: dict[str, Any] | None) -> str:
     except (KeyError, TypeError, ValueError):
         pass
     return compact(spec)
+
+
+def pairs(left: Iterable[Any], right: Iterable[Any]) -> list[tuple[Any, Any]]:
+    """The zip filter: ``job.errors|zip(numbers)``."""
+    return list(zip(left, right, strict=False))

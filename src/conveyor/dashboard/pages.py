@@ -18,7 +18,7 @@ from ..backends.base import JobFilter
 from ..errors import InvalidRequestError
 from ..jobs import Job, JobState
 from .access import viewer
-from .timeline import timeline
+from .timeline import attempts, timeline
 from .views import (
     base_path,
     dashboard_of,
@@ -111,7 +111,7 @@ async def job_page(request: Request) -> Response:
 
 
 def job_context(job: Job, now: int) -> dict[str, Any]:
-    return {"job": job, "timeline": timeline(job, now)}
+    return {"job": job, "timeline": timeline(job, now), "attempts": attempts(job)}
 
 
 async def find_job(request: Request) -> Response:

@@ -61,7 +61,7 @@ def make_templates() -> Jinja2Templates:
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(duration=fmt.duration, iso=fmt.iso, pretty=fmt.pretty,
                        compact=fmt.compact, count=fmt.count, error_line=fmt.error_line,
-                       backoff=fmt.backoff)
+                       backoff=fmt.backoff, zip=fmt.pairs)
     env.globals.update(ago=fmt.ago, call=fmt.call, progress_of=fmt.progress, STATES=fmt.STATES,
                        JobState=JobState, STALE_AFTER_MS=STALE_AFTER_MS,
                        live_workers=live_workers, client_keys=client_keys,
