@@ -132,7 +132,9 @@ class RedisSchedules:
 
     def _fire_call(self, batch: Batch, f: Firing) -> None:
         queue_keys = self.keys.queue(f.queue).keys
-        keys = [*queue_keys, self._schedule_key(f.queue, f.name), self.keys.queues]
+        keys = [*queue_keys, self._schedule_key(f.queue, f.name)]
+        if not self.cluster:  # indexing here: the queue registry and the id index shards
+            keys.append(self.keys.queues)
         shards: dict[str, int] = {}
         error = summary = ""
         if f.expire_job_id is not None:
