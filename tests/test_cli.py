@@ -423,3 +423,10 @@ def test_shell_completion_installs_and_completes(tmp_path: Path) -> None:
     offered = subprocess.run([sys.executable, "-m", "conveyor"], env=completing,
                              capture_output=True, text=True, check=True)
     assert offered.stdout.split() == ["worker", "workers"]
+
+
+def test_job_says_why_it_is_waiting(url: str) -> None:
+    job_id = enqueue("explode", "--arg", "message=x")  # no worker consumes its queue
+    assert "waiting: no worker consumes queue" in ok("job", job_id).stdout
+    reasons = as_json("job", job_id)["waiting_reasons"]
+    assert [r["reason"] for r in reasons] == ["no_worker"]
