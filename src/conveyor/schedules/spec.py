@@ -8,6 +8,7 @@ API), so a bad expression, time zone, option or argument is an `InvalidOptionErr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -194,6 +195,7 @@ def _instant(value: Any, what: str) -> int | None:
     return round(value.timestamp() * 1000)
 
 
+@functools.lru_cache(maxsize=1024)  # the schedules due together share their tick
 def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds") \
         .replace("+00:00", "Z")
