@@ -226,3 +226,25 @@ async def test_racing_schedulers_enqueue_every_tick_exactly_once(backend_url: st
     assert sum(r.enqueued for r in await backend.schedules()) == len(jobs)
 
 
+
+
+async def test_the_scheduler_sleeps_until_the_next_tick_not_a_fixed_period(
+        backend: Backend) -> None:
+    s = spec(every="10s")
+    now = await backend.now()
+    due = now + 300
+    await stored(backend, s, next_run_at=due)
+    pause = await Scheduler().round(backend)
+    assert 0 < pause <= (due - now) / 1000  # wakes for the tick, not after a poll period
+    assert (await backend.list_jobs(JobFilter())).jobs == []
+
+
+async def test_jitter_delays_each_run_within_its_bound(backend: Backend) -> None:
+    s = spec(jitter="5s", overlap="allow")
+    now = await backend.now()
+    record = await stored(backend, s, next_run_at=now - 10)
+    decided = plan(record, s, now)
+    assert decided.firing is not None
+    [fired] = await backend.fire_schedules([decided.firing])
+    job = await backend.get(fired.job_ids[0])
+    assert job is not None and now - 10 <= job.scheduled_at <= now - 10 + 5000
