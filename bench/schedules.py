@@ -4,9 +4,10 @@ second, and what an idle scheduler costs, on SQLite and Redis.
     .venv/bin/python bench/schedules.py                       # about three minutes
     .venv/bin/python bench/schedules.py --only redis --schedules 200 --idle 10
 
-Latency: --schedules schedules of ``every=10s`` (all due on the same whole 10 s) on a
-fresh store, one `conveyor worker -c 200` whose keeper leads and runs the scheduler;
-after --rounds ticks of each, every job's delays are read back from the store:
+Latency: one `conveyor worker -c 200` on a fresh store (its keeper leads and runs the
+scheduler), then --schedules schedules of ``every=10s`` (all due on the same whole 10 s);
+over --rounds ticks of each, from the first tick after they all exist, every job's delays
+are read back from the store:
 tick -> enqueued (the scheduler: wake-up, read, plan, one atomic firing per schedule)
 and tick -> started (plus the worker's claim), as p50 / p99 / max over all jobs.
 
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -85,39 +87,42 @@ def worker(url: str, folder: Path, attr: str = "app") -> Child:
 
 def latency(url: str, folder: Path, count: int, rounds: int) -> dict[str, float]:
     app.use(url)
-    for i in range(count):
-        app.schedules.create(f"s{i:04d}", "tick", every="10s", overlap="allow")
     with worker(url, folder) as w:
-        wait_until(lambda: _started(app) >= count * rounds, 15 * rounds + 30, 0.5,
+        time.sleep(4)  # the worker starts and its keeper takes the lead
+        for i in range(count):
+            app.schedules.create(f"s{i:04d}", "tick", every="10s", overlap="allow")
+        # ticks from the next whole 10 s on: every schedule exists and the scheduler leads
+        first = (app.run_sync(app.backend.now) // 10_000 + 1) * 10_000
+        wait_until(lambda: len(_measured(first)) >= count * rounds, 15 * rounds + 30, 0.5,
                    "the ticks' jobs to start")
         w.check_alive()
-    enqueued, started = [], []
-    page = app.run_sync(app.backend.list_jobs, _all(), 1000, None)
-    jobs = list(page.jobs)
-    while page.next_cursor:
-        page = app.run_sync(app.backend.list_jobs, _all(), 1000, page.next_cursor)
-        jobs += page.jobs
-    for job in jobs:
-        tick_ms = int((job.key or "0").rsplit(":", 1)[1])
-        enqueued.append(job.created_at - tick_ms)
-        if job.started_at is not None:
-            started.append(job.started_at - tick_ms)
+    jobs = _measured(first)
+    enqueued = [job.created_at - _tick(job) for job in jobs]
+    started = [job.started_at - _tick(job) for job in jobs if job.started_at is not None]
     app.close()
     return {"jobs": len(jobs), "enqueued_p50": percentile(enqueued, 50),
             "enqueued_p99": percentile(enqueued, 99), "started_p50": percentile(started, 50),
             "started_p99": percentile(started, 99), "started_max": max(started)}
 
 
+def _tick(job: Any) -> int:
+    return int((job.key or "0").rsplit(":", 1)[1])
+
+
+def _measured(first: int) -> list[Any]:
+    """The started jobs of the ticks from `first` on."""
+    page = app.run_sync(app.backend.list_jobs, _all(), 1000, None)
+    jobs = list(page.jobs)
+    while page.next_cursor:
+        page = app.run_sync(app.backend.list_jobs, _all(), 1000, page.next_cursor)
+        jobs += page.jobs
+    return [j for j in jobs if _tick(j) >= first and j.started_at is not None]
+
+
 def _all() -> object:
     from conveyor.backends.base import JobFilter
 
     return JobFilter()
-
-
-def _started(a: Conveyor) -> int:
-    from conveyor.jobs import JobState
-
-    return sum(q.counts.get(JobState.COMPLETED, 0) for q in a.queues())
 
 
 def idle_cpu_per_hour(url: str, folder: Path, attr: str, seconds: float) -> float:

@@ -198,3 +198,18 @@ async def test_metrics_report_each_schedule(app: Conveyor) -> None:
     assert found[("conveyor_schedule_seconds_since_success", hourly)] >= 0
     assert found[("conveyor_schedule_ticks_skipped_total",
                   (("reason", "overlap"), ("schedule", "hourly")))] == 0
+
+
+def test_another_apps_code_schedules_are_not_retired(app: Conveyor, tmp_path: Path) -> None:
+    other = Conveyor(app.url)
+
+    @other.task
+    def send(to: str) -> None: ...
+
+    other.schedule("newsletter", send, cron="@weekly", kwargs={"to": "all"})
+    other.schedules.store_declared()
+    app.schedule("mine", "report", every="1h", kwargs={"user_id": 1})
+    report = app.schedules.store_declared()
+    assert report.retired == []
+    assert [s.name for s in app.schedules.list()] == ["mine", "newsletter"]
+    other.close()

@@ -3,7 +3,7 @@
 Declarations (``@app.cron``, ``app.schedule``) are checked at once and kept here;
 `store_declared` (run by a scheduler when it first leads) upserts them by name: a changed
 expression takes effect from the next tick, without duplicates (tick keys do not
-change), and stored code schedules no longer declared are retired. An operator's pause
+change), and stored code schedules of its tasks no longer declared are retired. An operator's pause
 survives it. Schedules created at runtime (origin "api") are left alone.
 
 Every method has an async twin named with a leading ``a`` (``await app.schedules.alist()``).
@@ -164,8 +164,9 @@ class Schedules:
         raise ScheduleConflictError(f"schedule {name!r} kept changing; try again")
 
     async def astore_declared(self, backend: Backend | None = None) -> SyncReport:
-        """Upsert the declared schedules by name; retire stored code schedules that are
-        no longer declared. `backend`: another connection than the app's (the keeper's)."""
+        """Upsert the declared schedules by name; retire stored code schedules of this
+        app's tasks that are no longer declared. `backend`: another connection than the
+        app's (a worker start hook's)."""
         backend = backend or await self._backend()
         stored = {r.name: r for r in await backend.schedules()}
         report = SyncReport([], [], [])
@@ -182,7 +183,9 @@ class Schedules:
             await self._change(name, self._declared_change(spec), backend)
             report.updated.append(name)
         for name, record in stored.items():
-            if record.origin == "code" and name not in self.declared:
+            # only this app's: another app on the same store (other tasks) keeps its own
+            if record.origin == "code" and name not in self.declared \
+                    and record.task in self.app.tasks:
                 await backend.delete_schedule(name)
                 report.retired.append(name)
         return report

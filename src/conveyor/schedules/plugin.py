@@ -52,8 +52,6 @@ class SchedulesPlugin(Plugin):
         """Upsert the declarations on a connection of its own (start hooks also run in
         process children, on a loop that ends with the hook). A failure is logged, not
         raised: the stored schedules keep firing."""
-        if not self.schedules.declared:
-            return
         backend = backend_for(self.app.url)
         try:
             await backend.open()

@@ -283,6 +283,15 @@ SELECT s.name, s.queue, s.task, s.definition, s.overlap, s.paused, s.origin, s.n
 FROM schedules AS s LEFT JOIN jobs AS j ON j.id = s.last_job
 ORDER BY s.name;
 
+-- name: schedule_by_name
+-- One schedule, as `schedules` reads each.
+SELECT s.name, s.queue, s.task, s.definition, s.overlap, s.paused, s.origin, s.next_run_at,
+       s.version, s.last_tick_at, s.last_job, j.state, s.last_run_at, s.last_success_at,
+       s.pending_tick_at, s.enqueued, s.skipped_overlap, s.skipped_misfire, s.expired,
+       s.created_at, s.updated_at, j.finished_at
+FROM schedules AS s LEFT JOIN jobs AS j ON j.id = s.last_job
+WHERE s.name = :name;
+
 -- name: schedule_version
 -- A schedule's version and last run, read inside the transaction that changes it.
 SELECT s.version, s.last_job, j.state, j.finished_at, s.pending_tick_at, s.last_tick_at,

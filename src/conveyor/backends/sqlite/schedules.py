@@ -35,10 +35,8 @@ def save(store: SqliteStore, conn: sqlite3.Connection,
         query = "schedule_create" if record.version == 0 else "schedule_replace"
         if conn.execute(Q[query], {**params, "now": now}).rowcount != 1:
             return None
-        for row in conn.execute(Q["schedules"]):
-            if row[0] == record.name:
-                return _record(row)
-    return None
+        row = conn.execute(Q["schedule_by_name"], {"name": record.name}).fetchone()
+    return None if row is None else _record(row)
 
 
 def delete(store: SqliteStore, conn: sqlite3.Connection, name: str) -> bool:
