@@ -24,7 +24,8 @@ including jobs rescued from a worker that was killed, and need no multiprocess m
     conveyor_webhook_deliveries_total{outcome}         delivered | retrying | failed |
                                                        gone | refused (per attempt/end)
 
-They count from the moment this process started reporting: like any Prometheus counter
+They count from the moment this process started reporting, which is the server's start-up
+when no other replica reports then (`start_up`), not the first scrape: like any Prometheus counter
 they start at zero and `rate()` handles restarts. Wait time starts when the job is due, not
 when it was enqueued, so a deliberate delay or a retry's backoff is not counted as waiting
 (for a job enqueued to run now, due = enqueued). Both histograms are observed when the job
@@ -145,9 +146,7 @@ class Metrics(Plugin):
         """Take or renew the reporter lock; as the reporter, catch up with the event stream
         and read the gauges. Format this process's families, and the queue-wide ones if
         it reports them."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        async with self._locked():
             await self.app.aopen()
             backend = self.app.backend
             reporting = await backend.try_lock(REPORTER_LOCK, self.owner,
@@ -165,6 +164,24 @@ class Metrics(Plugin):
             for extra in self._plugin_collectors():
                 await extra.refresh(backend)
             return generate_latest(self.local) + generate_latest(self.registry)
+
+    async def start_up(self) -> None:
+        """At the server's start-up: report from now on unless another replica does, so
+        counters count from the process's start, not from the first scrape (a scrape
+        within `reporter_ttl` keeps the lock; a later one takes it again if still free)."""
+        async with self._locked():
+            await self.app.aopen()
+            backend = self.app.backend
+            if await backend.try_lock(REPORTER_LOCK, self.owner, int(self.reporter_ttl * 1000)):
+                self._start_reporting()
+                self.reporting = True
+                self.reporter.set(1)
+                self.cursor = await EventStream(backend, page=_PAGE).head()
+
+    def _locked(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     def _start_reporting(self) -> None:
         """Counters start from zero at the stream's head: whatever happened while another

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,6 +133,26 @@ def test_counters_do_not_replay_history_from_before_the_first_scrape(app: Convey
     assert value(text, "conveyor_jobs_finished_total", queue="work", task="add",
                  outcome="completed") is None
     assert value(text, "conveyor_queue_jobs", queue="work", state="completed") == 1
+
+
+def test_jobs_that_finish_after_start_up_count_before_the_first_scrape(app: Conveyor) -> None:
+    """Counters follow the event stream from the server's start-up, not from the first
+    scrape: a job that finished in between is counted."""
+    with ServerProcess(app.url, "tests.http.wh_serve:api", tokens=TOKENS) as server:
+        worker = WorkerProcess(app.url, "-q", "work", app="tests.http.wh_app:app")
+        try:
+            assert wh_app.add.enqueue(1, 2).result(timeout=30) == 3
+        finally:
+            worker.stop()
+        deadline = time.monotonic() + 20  # the server reads the stream at its own pace
+        while True:
+            text = scrape(server)
+            counted = value(text, "conveyor_jobs_finished_total", queue="work", task="add",
+                            outcome="completed")
+            if counted is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert counted == 1
 
 
 def test_metrics_need_a_token(app: Conveyor) -> None:

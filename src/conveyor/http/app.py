@@ -21,6 +21,7 @@ from ..app import Conveyor
 from ..metrics import Metrics
 from . import api as jobs_api
 from . import events, models, ops, problems
+from . import metrics as metrics_routes
 from .batching import EnqueueBatcher
 from .guard import OpenModeGuard
 from .settings import HttpSettings
@@ -41,6 +42,7 @@ Accept jobs in milliseconds; follow them by polling, Server-Sent Events or signe
 @asynccontextmanager
 async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
     api.state.hub.start()  # plugins that follow the event stream follow it from now on
+    await metrics_routes.start_up(api.state.conveyor)  # counters count from now on
     yield
     # open streams end so the server can stop; the conveyor app belongs to the caller
     await api.state.hub.aclose()

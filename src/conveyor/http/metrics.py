@@ -3,7 +3,8 @@
 It needs a token like every route but /healthz (the `read` scope is enough): point
 Prometheus at it with ``authorization: {type: Bearer, credentials_file: ...}`` holding a
 read token. The app's `Metrics` plugin (installed by `create_app` when the app has none)
-follows the event stream from the first scrape on.
+counts from the server's start-up (`start_up`, run by the app's lifespan; an app mounted
+in another whose lifespan does not run it counts from the first scrape).
 
 Counters live in the serving process, so scrape one process per address: with
 ``conveyor serve --workers N`` each scrape may land on another process, whose counts
@@ -14,15 +15,35 @@ reports the queue-wide series (see conveyor.metrics), so `sum` over replicas is 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..app import Conveyor
 from ..metrics import Metrics
 from .deps import conveyor_of, read_access
 from .problems import responses
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger("conveyor.http")
+START_UP_TIMEOUT = 5.0
+
+
+async def start_up(conveyor: Conveyor) -> None:
+    """Start counting now (see `Metrics.start_up`). A backend that does not answer yet
+    never holds up the server: counting then starts at the first scrape."""
+    found = conveyor.plugin(Metrics.name)
+    if not isinstance(found, Metrics):
+        return
+    try:
+        async with asyncio.timeout(START_UP_TIMEOUT):
+            await found.start_up()
+    except Exception as exc:  # the backend is down or slow: the first scrape retries
+        log.warning("metrics: counting starts at the first scrape (%s)",
+                    exc or type(exc).__name__)
 
 
 def metrics_of(request: Request) -> Metrics:
