@@ -341,3 +341,19 @@ async def test_attempts_are_numbered_across_retries_by_hand(
     assert steps == ["Attempt 1 failed", "Retried by hand", "Attempt 2 failed",
                      "Retried by hand", "Attempt 3 started"]
     assert "3 in all, retried by hand 2 times" in done
+
+
+async def test_go_to_job_takes_any_unique_start_or_end_of_an_id(
+        conveyor_app: Conveyor, open_client: Callable[..., Browserish]) -> None:
+    ids = [tasks.add.enqueue(a=i, b=1).id for i in range(3)]
+    tab = await admin(open_client)
+    target = ids[1]
+    for typed in (target, target[-12:], "…" + target[-12:], target[:30].upper()):
+        went = await tab.get("/find", params={"id": typed})
+        assert went.status_code == 303, typed
+        assert went.headers["location"] == f"/dashboard/jobs/{target}"
+    common = ids[0][:4]  # ids made in one burst share their time prefix
+    several = await tab.get("/find", params={"id": common})
+    assert several.status_code == 409 and "type more of the id" in several.text
+    none = await tab.get("/find", params={"id": "zzzz-no-such"})
+    assert none.status_code == 404 and "No job id starts or ends with" in none.text

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..backends.base import JobFilter
+from ..backends.base import Backend, JobFilter
 from ..errors import InvalidRequestError
 from ..jobs import Job, JobState
 from .access import viewer
@@ -114,12 +114,42 @@ def job_context(job: Job, now: int) -> dict[str, Any]:
     return {"job": job, "timeline": timeline(job, now), "attempts": attempts(job)}
 
 
+FIND_SCAN = 50_000  # jobs, newest first, that "go to job" looks through for a fragment
+
+
 async def find_job(request: Request) -> Response:
-    """The header's "go to job" box."""
+    """The header's "go to job" box: a whole id, or any part of one that starts or ends
+    it (lists show the last 12 characters) and matches a single job."""
     viewer(request)
-    job_id = request.query_params.get("id", "").strip()
-    target = f"/jobs/{quote(job_id, safe='')}" if job_id else "/"
-    return RedirectResponse(base_path(request) + target, status_code=303)
+    fragment = request.query_params.get("id", "").strip().lstrip("…").strip().lower()
+    if not fragment:
+        return RedirectResponse(base_path(request) + "/", status_code=303)
+    backend = await dashboard_of(request).backend()
+    found = [fragment] if await backend.get(fragment) is not None else \
+        await _ids_with(backend, fragment)
+    if len(found) == 1:
+        return RedirectResponse(f"{base_path(request)}/jobs/{quote(found[0], safe='')}",
+                                status_code=303)
+    if not found:
+        return error_page(request, 404, "Job not found",
+                          f"No job id starts or ends with {fragment!r} (among the newest "
+                          f"{FIND_SCAN:,} jobs).")
+    return error_page(request, 409, "Several jobs match",
+                      f"Job ids {', '.join(found)} all start or end with {fragment!r}: "
+                      "type more of the id.")
+
+
+async def _ids_with(backend: Backend, fragment: str, want: int = 3) -> list[str]:
+    """Ids of the newest jobs that start or end with `fragment` (at most `want`)."""
+    found: list[str] = []
+    cursor = None
+    for _ in range(FIND_SCAN // 1000):
+        page = await backend.list_jobs(JobFilter(), 1000, cursor)
+        found += [j.id for j in page.jobs if j.id.startswith(fragment) or j.id.endswith(fragment)]
+        cursor = page.next_cursor
+        if len(found) >= want or cursor is None:
+            break
+    return found[:want]
 
 
 async def workers_page(request: Request) -> Response:
