@@ -249,3 +249,11 @@ async def test_list_jobs_filters_by_state_task_and_text(backend: Backend) -> Non
     found = await backend.list_jobs(JobFilter(search="ana@example"))
     assert [j.id for j in found.jobs] == [a.id]
     assert [j.id for j in (await backend.list_jobs(JobFilter(search=b.id))).jobs] == [b.id]
+
+
+async def test_search_finds_a_job_by_a_piece_of_its_id(backend: Backend) -> None:
+    a, b = new_job(), new_job()
+    await backend.enqueue([a, b])
+    for piece in (a.id[-12:], a.id[:30], a.id[10:20].upper()):
+        found = await backend.list_jobs(JobFilter(search=piece))
+        assert [j.id for j in found.jobs] == [a.id], piece

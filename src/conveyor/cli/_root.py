@@ -25,6 +25,7 @@ class _OneLineErrors(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:
         url = os.environ.get("CONVEYOR_URL")
+        _quiet_flags(self)
         try:
             code = super().main(args, prog_name, complete_var, False, windows_expand_args,
                                 **extra)
@@ -41,6 +42,16 @@ class _OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _quiet_flags(group: Any) -> None:
+    """Flags take no value: help shows ``--json``, not ``--json <bool>`` (typer's rich help
+    prints a flag's type unless it has a metavar, so give each an empty one)."""
+    for command in [group, *group.commands.values()]:
+        help_option = command.get_help_option(typer.Context(command))  # made once, cached
+        for param in [*command.params, help_option]:
+            if getattr(param, "is_flag", False) and param.metavar is None:  # None: no --help
+                param.metavar = ""
 
 
 def _restore_env(name: str, value: str | None) -> None:

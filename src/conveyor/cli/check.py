@@ -14,7 +14,7 @@ from ..app import Conveyor
 from ..backends.base import STALE_AFTER_MS
 from . import render
 from ._root import cli, fail
-from .common import load
+from .common import load, quiet_durability
 
 
 class CheckFailed(Exception):
@@ -54,7 +54,8 @@ def check(
     """Exit 0 if the backend answers (and, with --worker, this host's workers heartbeat)."""
     app = load(ctx)
     try:
-        lines = asyncio.run(_probe(app, timeout, worker))
+        with quiet_durability():  # a probe stores nothing: no advice about losing data
+            lines = asyncio.run(_probe(app, timeout, worker))
     except CheckFailed as exc:
         fail(str(exc), 1)
     for line in lines:

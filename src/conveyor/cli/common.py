@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,8 @@ import typer
 
 from .. import logs
 from ..app import Conveyor
-from ..errors import ConfigurationError
+from ..backends.base import JobFilter
+from ..errors import ConfigurationError, InvalidRequestError
 from ..jobs import FINAL_STATES, JobState
 from ..loading import load_app
 from ..task import check_options
@@ -59,13 +61,54 @@ def load(ctx: typer.Context, *, need_tasks: bool = False, app_path: str | None =
 
 
 @contextlib.contextmanager
-def connected(ctx: typer.Context, *, need_tasks: bool = False) -> Iterator[Conveyor]:
+def connected(ctx: typer.Context, *, need_tasks: bool = False,
+              read_only: bool = False) -> Iterator[Conveyor]:
+    """The app, open on its backend for the command. A `read_only` command does not warn
+    about the backend's durability settings: it stores nothing they could lose."""
     app = load(ctx, need_tasks=need_tasks)
-    app.open()
+    with quiet_durability() if read_only else contextlib.nullcontext():
+        app.open()
+        try:
+            yield app
+        finally:
+            app.close()
+
+
+@contextlib.contextmanager
+def quiet_durability() -> Iterator[None]:
+    """No durability warnings (the Redis backend's) while the block runs."""
+    logger = logging.getLogger("conveyor.backends.redis")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
-        yield app
+        yield
     finally:
-        app.close()
+        logger.setLevel(level)
+
+
+FULL_ID = 36  # a job id's length: a shorter one is a piece to look up
+ID_PAGE = 500
+
+
+def find_job_id(app: Conveyor, given: str) -> str:
+    """The id of the one job whose id starts or ends with `given` (what lists show: the
+    dashboard's "…1a2b3c4d5e6f", an id cut short); `given` itself when it is a whole id
+    or matches none (the command then says no such job), an error when it matches several."""
+    piece = given.strip().lstrip("…").lower()
+    if len(piece) >= FULL_ID or not piece:
+        return given
+    matches: list[str] = []
+    cursor = None
+    while True:
+        page = app.run_sync(app.backend.list_jobs, JobFilter(search=piece), ID_PAGE, cursor)
+        matches += [j.id for j in page.jobs if j.id.startswith(piece) or j.id.endswith(piece)]
+        cursor = page.next_cursor
+        if cursor is None or len(matches) > 1:
+            break
+    if len(matches) > 1:
+        raise InvalidRequestError(f"{given!r} is the start or end of more than one job id "
+                                  f"({', '.join(matches[:3])}...): give more of it")
+    return matches[0] if matches else given
 
 
 class LogLevel(enum.StrEnum):
@@ -97,7 +140,8 @@ def queue_names(values: Sequence[str] | None) -> list[str]:
 FINISHED = tuple(s for s in JobState if s in FINAL_STATES)
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")]
-JobId = Annotated[str, typer.Argument(metavar="ID", help="A job id.", show_default=False)]
+JobId = Annotated[str, typer.Argument(
+    metavar="ID", help="A job id, or its start or end (as lists show it).", show_default=False)]
 AppArg = Annotated[str | None, typer.Argument(
     metavar="APP", show_default=False, help="MODULE:ATTR of your app (or --app / CONVEYOR_APP).")]
 Concurrency = Annotated[int, typer.Option(

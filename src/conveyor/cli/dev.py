@@ -13,8 +13,10 @@ directory), so that a bare ``conveyor dev`` runs its app::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -83,9 +85,8 @@ def dev_services(app: Conveyor, api_port: int = 8000, page: str | None = None
     try:
         sock = serve.bind(HOST, api_port)
     except OSError as exc:
-        note(f"the HTTP API is not started: cannot bind {HOST}:{api_port} ({exc}); "
-             "pick another --api-port")
-        return []
+        raise ConfigurationError(f"cannot serve the HTTP API on {HOST}:{api_port} ({exc}): "
+                                 "pass another --api-port, or --api-port 0 for none") from None
     settings = HttpSettings.from_env(open=True)
     services = [DevService(
         "api", f"http://{HOST}:{api_port}/docs  (open: no auth, {HOST} only)\n"
@@ -111,6 +112,17 @@ def _page(app: Conveyor, path: str, port: int, settings: Any) -> list[DevService
         await serve_page(app, sock, settings)
 
     return [DevService("page", f"http://{HOST}:{port}/  ({path})", run())]
+
+
+def activate_line() -> str | None:
+    """How another terminal gets the ``conveyor`` command of this one: activate the
+    virtualenv it runs from (None outside one)."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    venv = Path(sys.prefix)
+    with contextlib.suppress(ValueError):
+        venv = venv.relative_to(Path.cwd())
+    return f"source {venv / 'bin' / 'activate'}"
 
 
 def example_call(app: Conveyor) -> str:
@@ -149,11 +161,12 @@ def dev(ctx: typer.Context, app_path: AppArg = None, concurrency: Concurrency = 
                                  "set CONVEYOR_APP (or app in [tool.conveyor.dev] of "
                                  "./pyproject.toml)")
     app = load(ctx, need_tasks=True, app_path=path, default_url=DEV_URL)
+    services = dev_services(app, api_port, defaults.get("page"))  # a busy port stops us here
     configure_logging(LogLevel.INFO, log_format)
-    services = dev_services(app, api_port, defaults.get("page"))
     render.console().print(render.dev_panel(app.url, path, app.queue_names, sorted(app.tasks),
                                             example_call(app),
-                                            [(s.label, s.line) for s in services]))
+                                            [(s.label, s.line) for s in services],
+                                            activate_line()))
     logs.install_job_log(app)
     work = Worker(app, app.queue_names, concurrency=concurrency, maintenance=True)
     loops.run(run_worker(app, work, *(s.run for s in services)), loop.value)

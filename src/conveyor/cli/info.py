@@ -13,7 +13,7 @@ from .common import JsonOut, connected
 @cli.command()
 def workers(ctx: typer.Context, as_json: JsonOut = False) -> None:
     """Registered workers; "stale" ones have not sent a heartbeat for 30 s (STALE_AFTER_MS)."""
-    with connected(ctx) as app:
+    with connected(ctx, read_only=True) as app:
         now = app.run_sync(app.backend.now)
         found = app.run_sync(app.backend.workers)
     if as_json:
@@ -25,7 +25,7 @@ def workers(ctx: typer.Context, as_json: JsonOut = False) -> None:
 @cli.command()
 def info(ctx: typer.Context, as_json: JsonOut = False) -> None:
     """Version, backend, capabilities, queues and workers at a glance."""
-    with connected(ctx) as app:
+    with connected(ctx, read_only=True) as app:
         now = app.run_sync(app.backend.now)
         found = app.queues()
         registered = app.run_sync(app.backend.workers)

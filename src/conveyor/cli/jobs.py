@@ -12,7 +12,7 @@ from ..flow.why import describe, why_waiting
 from ..jobs import FINAL_STATES, JobState
 from . import render
 from ._root import cli, fail
-from .common import FINISHED, JobId, JsonOut, QueueOpt, connected
+from .common import FINISHED, JobId, JsonOut, QueueOpt, connected, find_job_id
 
 
 @cli.command()
@@ -30,7 +30,7 @@ def jobs(
 ) -> None:
     """List jobs, newest first."""
     where = JobFilter(queue=queue, states=tuple(state or ()), task=task, search=search)
-    with connected(ctx) as app:
+    with connected(ctx, read_only=True) as app:
         page = app.run_sync(app.backend.list_jobs, where, limit, cursor)
     if as_json:
         render.print_json({"jobs": [render.job_data(j) for j in page.jobs],
@@ -44,8 +44,8 @@ def jobs(
 @cli.command()
 def job(ctx: typer.Context, job_id: JobId, as_json: JsonOut = False) -> None:
     """Everything about one job: arguments, options, progress, result, errors, logs."""
-    with connected(ctx) as app:
-        found = app.get_job(job_id).job
+    with connected(ctx, read_only=True) as app:
+        found = app.get_job(find_job_id(app, job_id)).job
         reasons = app.run_sync(why_waiting, app.backend, found) \
             if found.state in (JobState.WAITING, JobState.DELAYED) else []
     if as_json:
@@ -71,7 +71,7 @@ def retry(
         ctx.fail("--queue goes with --all-failed")
     with connected(ctx) as app:
         if job_id is not None:
-            done = app.retry_job(job_id)
+            done = app.retry_job(find_job_id(app, job_id))
             typer.echo(f"job {done.id} is {done.state.value} again")
             return
         ids = app.retry_jobs(JobFilter(queue=queue, states=(JobState.FAILED,)))
@@ -82,7 +82,7 @@ def retry(
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
     """Cancel a waiting or delayed job now, or ask a running job's worker to stop it."""
     with connected(ctx) as app:
-        done = app.cancel_job(job_id)
+        done = app.cancel_job(find_job_id(app, job_id))
     if done.state is JobState.ACTIVE:
         typer.echo(f"cancel requested: job {done.id} is running; its worker will stop it")
     else:
@@ -93,15 +93,16 @@ def cancel(ctx: typer.Context, job_id: JobId) -> None:
 def promote(ctx: typer.Context, job_id: JobId) -> None:
     """Make a delayed job due now."""
     with connected(ctx) as app:
-        done = app.promote_job(job_id)
+        done = app.promote_job(find_job_id(app, job_id))
     typer.echo(f"job {done.id} is {done.state.value} (due now)")
 
 @cli.command()
 def remove(ctx: typer.Context, job_id: JobId) -> None:
     """Delete a job that is not running (its id then reads as removed)."""
     with connected(ctx) as app:
-        app.remove_job(job_id)
-    typer.echo(f"job {job_id} removed")
+        found = find_job_id(app, job_id)
+        app.remove_job(found)
+    typer.echo(f"job {found} removed")
 
 
 @cli.command()

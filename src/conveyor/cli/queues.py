@@ -16,7 +16,7 @@ from .common import JsonOut, connected
 @cli.command()
 def queues(ctx: typer.Context, as_json: JsonOut = False) -> None:
     """Jobs per state in each queue, whether it is paused, and its oldest waiting job."""
-    with connected(ctx) as app:
+    with connected(ctx, read_only=True) as app:
         now = app.run_sync(app.backend.now)
         found = app.queues()
     if as_json:

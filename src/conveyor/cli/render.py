@@ -276,7 +276,8 @@ def info_panel(data: dict[str, Any]) -> Panel:
 
 
 def dev_panel(url: str, app_path: str, queues: Sequence[str], tasks: Sequence[str],
-              example_task: str, services: Sequence[tuple[str, str]] = ()) -> Panel:
+              example_task: str, services: Sequence[tuple[str, str]] = (),
+              activate: str | None = None) -> Panel:
     exports = f"export CONVEYOR_APP={app_path} CONVEYOR_URL={url}"
     text = Text()
     text.append("Running ", style="bold")
@@ -287,6 +288,8 @@ def dev_panel(url: str, app_path: str, queues: Sequence[str], tasks: Sequence[st
         text.append(f"  {label:<8} {line}\n")
     text.append("\n")
     text.append("Try, in another terminal in this directory:\n", style="bold")
+    if activate:
+        text.append(f"  {activate}\n")
     text.append(f"  {exports}\n")
     text.append(f"  conveyor enqueue {example_task} --wait\n")
     text.append("  conveyor queues\n  conveyor jobs --state failed\n  conveyor job JOB_ID\n\n")

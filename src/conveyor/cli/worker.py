@@ -71,9 +71,9 @@ def worker(
     count = supervisor.process_count(processes)
     max_memory = None if max_memory_per_child is None else supervisor.memory_size(
         max_memory_per_child)
-    configure_logging(log_level, log_format, store_job_logs)
     loops.resolve(loop.value)  # an unusable choice fails here, not in every child
     probes = None if health_port is None else health.bind(health_port)
+    configure_logging(log_level, log_format, store_job_logs)
     if count > 1 or max_jobs_per_child or max_memory:
         spec = supervisor.ChildSpec(
             app_path=app_path or ctx.obj.app_path, url=app.url, queues=tuple(names),

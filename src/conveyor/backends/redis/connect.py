@@ -138,7 +138,7 @@ async def connect(settings: Settings, check: bool = True) -> tuple[Any, Any, boo
     try:
         info = await probe.info("cluster")
         cluster = bool(info.get("cluster_enabled"))
-        if check:
+        if check and _first_look(settings.url):
             await check_durability(probe)
     except BaseException:
         await probe.aclose()
@@ -198,6 +198,18 @@ class _BoundedPipeline(ClusterPipeline):
             return await super().execute(raise_on_error, allow_redirections)
 
 
+_CHECKED: set[str] = set()  # the URLs whose durability this process has looked at
+
+
+def _first_look(url: str) -> bool:
+    """True once per URL and process: a worker's several backends (its own, its keeper's)
+    warn once between them."""
+    if url in _CHECKED:
+        return False
+    _CHECKED.add(url)
+    return True
+
+
 async def check_durability(client: Redis) -> None:
     """Warn when Redis may drop accepted jobs: eviction, or no persistence at all."""
     try:
@@ -255,7 +267,7 @@ def connect_blocking(settings: Settings, check: bool = True) -> tuple[Any, bool]
     client = redis.Redis.from_pool(pool)
     try:
         cluster = bool(client.info("cluster").get("cluster_enabled"))
-        if check:
+        if check and _first_look(settings.url):
             check_durability_blocking(client)
     except BaseException:
         client.close()

@@ -49,7 +49,7 @@ def _matches(h: dict[str, str], where: JobFilter) -> bool:
         return False
     if where.search and h["id"] != where.search:
         needle = ascii_lower(where.search)
-        texts = (h.get("task"), h.get("call"), h.get("errors"))
+        texts = (h.get("id"), h.get("task"), h.get("call"), h.get("errors"))
         return any(t is not None and needle in ascii_lower(t) for t in texts)
     return True
 

@@ -105,7 +105,8 @@ def where_sql(where: JobFilter) -> tuple[str, dict[str, Any]]:
         escaped = where.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = f"%{escaped}%"
         parts.append(
-            "(id = :f_search OR task LIKE :f_like ESCAPE '\\' OR args LIKE :f_like ESCAPE '\\'"
+            "(id = :f_search OR id LIKE :f_like ESCAPE '\\' OR task LIKE :f_like ESCAPE '\\'"
+            " OR args LIKE :f_like ESCAPE '\\'"
             " OR kwargs LIKE :f_like ESCAPE '\\' OR errors LIKE :f_like ESCAPE '\\')"
         )
         params["f_search"] = where.search

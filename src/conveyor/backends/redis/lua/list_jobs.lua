@@ -10,8 +10,8 @@
 -- ARGV[4]      at most this many jobs looked at in this call
 -- ARGV[5]      states allowed, comma-separated ('' = any)
 -- ARGV[6]      task name ('' = any)
--- ARGV[7]      search text as given ('' = none): matches the id exactly
--- ARGV[8]      search text lower-cased: found in task, arguments or errors
+-- ARGV[7]      search text as given ('' = none): the id itself passes at once
+-- ARGV[8]      search text lower-cased: found in the id, task, arguments or errors
 -- Returns {{member, job fields as HGETALL}..., last member looked at, 1 when exhausted}.
 
 --- @include "clock"
@@ -34,7 +34,7 @@ local function passes(id, jk)
   local ok = f[1] and (not states or states[f[1]]) and (task == '' or f[2] == task)
   if ok and search ~= '' and id ~= search then
     local t = redis.call('HMGET', jk, 'call', 'errors')
-    ok = contains(f[2]) or contains(t[1]) or contains(t[2])
+    ok = contains(id) or contains(f[2]) or contains(t[1]) or contains(t[2])
   end
   return ok
 end
