@@ -42,12 +42,14 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import health, loops
 from .backends.base import WorkerInfo
 from .errors import ConfigurationError
+from .jobs import Job
 from .loading import load_app
 from .logs import configure_logging, install_job_log
 from .worker import Worker
@@ -267,7 +269,7 @@ class GroupWorker(Worker):
         self.spec = spec
         self.parent = parent
         self.stop_requested = False
-        self._processed = self._failed = 0
+        self.finished = 0  # attempts this process has run to their end
         super().__init__(app, list(spec.queues), concurrency=spec.concurrency,
                          lease=spec.lease, grace=spec.grace,
                          process_workers=spec.process_workers)
@@ -275,29 +277,9 @@ class GroupWorker(Worker):
     def info(self) -> WorkerInfo:
         return dataclasses.replace(super().info(), group=self.spec.group)
 
-    # The worker counts finished jobs in `processed` and `failed`; watching the counts
-    # change recycles the process at its N-th job, not at the next look.
-    @property
-    def processed(self) -> int:
-        return self._processed
-
-    @processed.setter
-    def processed(self, value: int) -> None:
-        self._processed = value
-        self.check_limits()
-
-    @property
-    def failed(self) -> int:
-        return self._failed
-
-    @failed.setter
-    def failed(self, value: int) -> None:
-        self._failed = value
-        self.check_limits()
-
     def check_limits(self) -> None:
         memory = resident_memory() if self.spec.max_memory is not None else None
-        reason = recycle_reason(self._processed + self._failed, memory, self.spec,
+        reason = recycle_reason(self.finished, memory, self.spec,
                                 os.getppid() != self.parent)
         if reason:
             self.stop_gracefully(reason)
@@ -314,6 +296,15 @@ class GroupWorker(Worker):
     def stop_now(self) -> None:
         self.stop_requested = True
         self.stop(hard=True)
+
+    async def around_job(self, job: Job, call_next: Callable[[], Awaitable[Any]]) -> Any:
+        """Middleware (added when --max-jobs-per-child is set): count each finished
+        attempt, so the process is recycled at its N-th job, not at the next look."""
+        try:
+            return await call_next()
+        finally:
+            self.finished += 1
+            self.check_limits()
 
     async def watch(self) -> None:
         """Look at the limits now and then too: memory grows, and supervisors go, between
@@ -337,6 +328,8 @@ async def _run_child(spec: ChildSpec, parent: int) -> None:
     install_job_log(app)
     log.info("event loop: %s", loops.running_name())
     worker = GroupWorker(app, spec, parent)
+    if spec.max_jobs is not None:
+        app.add_middleware(worker)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.stop_gracefully, "SIGTERM")
     loop.add_signal_handler(HARD_STOP, worker.stop_now)
