@@ -4,6 +4,7 @@ sees only the events and ids the server meant to send."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,3 +85,17 @@ async def test_a_failed_jobs_live_stream_carries_no_field_from_its_error_message
     assert parsed.retries == ["2000"]  # the server's own, once
     errors = next(e for e in parsed.events if e.event == "job-errors")
     assert "id: 999" in "\n".join(errors.data)  # the text is there, as data
+
+
+def test_the_apis_event_frames_carry_text_as_escaped_json() -> None:
+    """The API's streams (GET /v1/jobs/{id}/events) send data as JSON, whose strings
+    escape every control character: a log line cannot start a field either."""
+    from conveyor.http.events import _event_frame
+    from conveyor.jobs import Event
+
+    line = {"message": INJECTION}
+    frame = _event_frame(Event(id=5, job_id="j", queue="q", kind="log", data=line, at=0))
+    parsed = parse_sse(frame.decode())
+    assert [(e.event, e.id) for e in parsed.events] == [("log", "5")]
+    assert parsed.ids == ["5"] and parsed.retries == []
+    assert json.loads("\n".join(parsed.events[0].data))["data"] == line
