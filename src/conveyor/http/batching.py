@@ -11,8 +11,11 @@ piling up (and emptying a connection pool). A lone request waits one loop turn.
 A batch goes to the backend as one call per queue. The backend stores each atomically
 and honours keys inside it (a second job with the same key returns the first), so
 batching changes no answer: each request gets its own job, or the one its key already
-names. If a call fails, every request of that queue's group gets the error (503), and
-none of their jobs is stored.
+names. If a call fails, every request of that queue's group gets the error (503). A call
+refused or never sent stored none of their jobs. A call that reached the backend and got
+no answer (`EnqueueOutcomeUnknownError`, Redis frozen or cut off mid-call) may have
+stored them, or may store them later: its 503 says so, and repeating the request with
+the same ``Idempotency-Key`` is safe (the key finds the job if it was stored).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ statuses here, in one table:
     QueueNotEmptyError                          409   deleting a queue that holds jobs
     missing or unknown bearer token             401   with WWW-Authenticate: Bearer
     read scope on an admin route                403
+    EnqueueOutcomeUnknownError                  503   maybe stored: same Idempotency-Key
     BackendError                                503   with Retry-After
     anything else (a bug)                       500
 
@@ -44,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import (
     BackendError,
     ConveyorError,
+    EnqueueOutcomeUnknownError,
     InvalidJobError,
     InvalidRequestError,
     JobNotFoundError,
@@ -124,6 +126,8 @@ _MAPPING: list[tuple[type[ConveyorError], int, str, str]] = [
     (JobRemovedError, 410, "job-removed", "Job removed"),
     (JobNotFoundError, 404, "job-not-found", "Job not found"),
     (JobStateError, 409, "job-state", "Job state does not allow this"),
+    (EnqueueOutcomeUnknownError, 503, "enqueue-outcome-unknown",
+     "Enqueue outcome unknown: retry with the same Idempotency-Key"),
     (BackendError, 503, "backend-unavailable", "Backend unavailable"),
 ]
 

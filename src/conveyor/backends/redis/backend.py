@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ...errors import ConfigurationError, InvalidRequestError
+from ...errors import ConfigurationError, EnqueueOutcomeUnknownError, InvalidRequestError
 from ...jobs import Event, Job, JobState
 from ...serialization import dumps
 from ..base import (
@@ -49,7 +49,7 @@ from .connect import parse_url
 from .connection import Connection
 from .keyspace import queue_of_token
 from .schedules import RedisSchedules
-from .scripts import Batch
+from .scripts import Batch, OutcomeUnknown
 from .wakeup import MIN_BLOCK
 
 RESCUE_BATCH = 1000
@@ -99,9 +99,18 @@ class RedisBackend(RedisSchedules, Backend):
             return []
         for new in jobs:
             self.keys.queue(new.queue)  # refuse a bad queue name before writing anything
-        await self.conn.connected()
-        if self.cluster:
-            return await cluster.enqueue(self.conn, jobs)
+        try:
+            await self.conn.connected()
+            if self.cluster:
+                return await cluster.enqueue(self.conn, jobs)
+            return await self._enqueue(jobs)
+        except OutcomeUnknown as exc:
+            raise EnqueueOutcomeUnknownError(
+                f"redis may or may not have stored {len(jobs)} job(s) ({exc}): enqueue the "
+                "same prepared jobs again, their ids make that safe (over HTTP: repeat the "
+                "request with the same Idempotency-Key)", [new.id for new in jobs]) from exc
+
+    async def _enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         out: list[Enqueued | None] = [None] * len(jobs)
         groups = cluster.by_queue(jobs, range(len(jobs)))
         batch = Batch()
@@ -127,7 +136,7 @@ class RedisBackend(RedisSchedules, Backend):
                     out[i] = cluster.enqueued(jobs[i], reply)
         for i in elsewhere:  # the id is another queue's: that job, or a stale index entry
             out[i] = (await cluster.job_elsewhere(self.conn, jobs[i])
-                      or (await self.enqueue([jobs[i]]))[0])
+                      or (await self._enqueue([jobs[i]]))[0])
         return [e for e in out if e is not None]
 
     # -- workers ------------------------------------------------------------------------

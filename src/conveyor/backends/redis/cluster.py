@@ -15,7 +15,7 @@ from typing import Any
 from ..base import Enqueued, NewJob
 from . import codec
 from .connection import Connection
-from .scripts import Batch
+from .scripts import Batch, OutcomeUnknown
 
 
 def by_queue(jobs: Sequence[NewJob], positions: Iterable[int]) -> dict[str, list[int]]:
@@ -68,6 +68,8 @@ async def enqueue(conn: Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
         conn.queue_script(batch, "enqueue", queue, *args)
     try:
         results = await conn.run(batch)
+    except OutcomeUnknown:
+        raise  # the jobs may be stored: their index entries must stay
     except BaseException:
         await _forget_ids(conn, jobs, [i for i, f in enumerate(fresh) if f])
         raise

@@ -99,6 +99,34 @@ def _options(blocking: bool) -> dict[str, Any]:
     }
 
 
+# While scripts.run sends a batch: [False] until a byte of it may have left this process
+# (after the connection is made, so a refused connection is "not sent"). A call that then
+# fails without its answer may have run: see scripts.OutcomeUnknown.
+SENDING: ContextVar[list[bool] | None] = ContextVar("conveyor_redis_sending", default=None)
+
+
+def _mark_sent() -> None:
+    marker = SENDING.get()
+    if marker is not None:
+        marker[0] = True
+
+
+class _MarksSent:
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self.is_connected:  # type: ignore[attr-defined]
+            await self.connect()  # type: ignore[attr-defined]
+        _mark_sent()
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
+class _MarksSentBlocking:
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:  # type: ignore[attr-defined]
+            self.connect()  # type: ignore[attr-defined]
+        _mark_sent()
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
 class _HiredisPacking:
     """Commands packed by hiredis (C) instead of redis-py's asyncio packer (Python, a few
     string joins per argument): a worker's fetch carries hundreds of arguments."""
@@ -111,16 +139,26 @@ class _HiredisPacking:
         return [hiredis.pack_command(args)]
 
 
-class _Connection(_HiredisPacking, Connection):
+class _Connection(_MarksSent, _HiredisPacking, Connection):
     pass
 
 
-class _SSLConnection(_HiredisPacking, SSLConnection):
+class _SSLConnection(_MarksSent, _HiredisPacking, SSLConnection):
+    pass
+
+
+class _BlockingConnection(_MarksSentBlocking, redis.Connection):
+    pass
+
+
+class _BlockingSSLConnection(_MarksSentBlocking, redis.SSLConnection):
     pass
 
 
 _FAST: dict[type[AbstractConnection], type[AbstractConnection]] = {
     Connection: _Connection, SSLConnection: _SSLConnection}
+_MARKED: dict[type[redis.connection.AbstractConnection], type[Any]] = {
+    redis.Connection: _BlockingConnection, redis.SSLConnection: _BlockingSSLConnection}
 
 
 def _client(url: str, blocking: bool) -> Redis:
@@ -264,6 +302,7 @@ def connect_blocking(settings: Settings, check: bool = True) -> tuple[Any, bool]
                                   supported_errors=(rx.ConnectionError,))}
     pool = redis.BlockingConnectionPool.from_url(
         settings.url, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT, **options)
+    pool.connection_class = _MARKED.get(pool.connection_class, pool.connection_class)
     client = redis.Redis.from_pool(pool)
     try:
         cluster = bool(client.info("cluster").get("cluster_enabled"))

@@ -7,7 +7,10 @@ alone is repeated with EVAL, which runs the script and caches it there. NOSCRIPT
 script did not run, so the repeat cannot apply a transition twice.
 
 Calls go out in batches (one pipeline, one round trip; on Cluster one per node, sent in
-parallel). Redis errors become conveyor's BackendError / BackendUnavailableError.
+parallel). Redis errors become conveyor's BackendError / BackendUnavailableError; a batch
+that left this process and then got no answer (a timeout, a connection lost while
+waiting) is `OutcomeUnknown`: Redis may have run it, or may run it later (a frozen
+server runs what it received when it thaws). A refused connection is plainly unavailable.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import redis
 from redis import exceptions as rx
 
 from ...errors import BackendError, BackendUnavailableError
+from .connect import SENDING
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"$', re.MULTILINE)
 
@@ -81,7 +85,13 @@ class Batch:
         return len(self.commands) - 1
 
 
-def backend_error(exc: Exception) -> BackendError:
+class OutcomeUnknown(BackendUnavailableError):
+    """A call reached Redis (or may have) and no answer came: it may have run."""
+
+
+def backend_error(exc: Exception, sent: bool = False) -> BackendError:
+    if isinstance(exc, rx.ConnectionError | rx.TimeoutError) and sent:
+        return OutcomeUnknown(f"redis did not answer a call it may have run: {exc}")
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | rx.BusyLoadingError):
         return BackendUnavailableError(f"redis is unreachable: {exc}")
     return BackendError(f"redis error: {exc}")
@@ -91,6 +101,17 @@ async def run(client: Any, batch: Batch) -> list[Any]:
     """Send a batch; scripts unknown to the server are repeated with EVAL."""
     if not batch.commands:
         return []
+    # Cluster connections cannot be marked (redis-py picks their class): any call on one
+    # that fails without an answer counts as one that may have run
+    marker = [isinstance(client, redis.asyncio.RedisCluster)]
+    token = SENDING.set(marker)
+    try:
+        return await _run(client, batch, marker)
+    finally:
+        SENDING.reset(token)
+
+
+async def _run(client: Any, batch: Batch, marker: list[bool]) -> list[Any]:
     try:
         if len(batch.commands) == 1:
             results = [await _one(client, batch.commands[0])]
@@ -100,7 +121,7 @@ async def run(client: Any, batch: Batch) -> list[Any]:
                 pipe.execute_command(*command)
             results = await pipe.execute(raise_on_error=False)
     except rx.RedisError as exc:
-        raise backend_error(exc) from exc
+        raise backend_error(exc, marker[0]) from exc
     return await complete(client, batch, results)
 
 
@@ -117,6 +138,15 @@ def run_blocking(client: Any, batch: Batch) -> list[Any]:
     """`run` with a synchronous redis-py client, for the app's sync API."""
     if not batch.commands:
         return []
+    marker = [isinstance(client, redis.RedisCluster)]
+    token = SENDING.set(marker)
+    try:
+        return _run_blocking(client, batch, marker)
+    finally:
+        SENDING.reset(token)
+
+
+def _run_blocking(client: Any, batch: Batch, marker: list[bool]) -> list[Any]:
     try:
         if len(batch.commands) == 1:
             command = batch.commands[0]
@@ -134,9 +164,9 @@ def run_blocking(client: Any, batch: Batch) -> list[Any]:
             results = pipe.execute(raise_on_error=False)
         again = _unknown_scripts(batch, results)
         if again is not None:
-            _fill(results, again, run_blocking(client, again[1]))
+            _fill(results, again, _run_blocking(client, again[1], marker))
     except rx.RedisError as exc:
-        raise backend_error(exc) from exc
+        raise backend_error(exc, marker[0]) from exc
     return _checked(results)
 
 
