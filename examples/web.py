@@ -30,7 +30,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from conveyor import Conveyor, webhooks
-from conveyor.http import HttpSettings, create_app, events
+from conveyor.http import HttpSettings, create_app
+from conveyor.web import hub
 from examples import reports
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -97,7 +98,7 @@ async def serve_beside(conveyor: Conveyor, sock: socket.socket,
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
-        events.shutdown_all()  # open SSE streams would hold up the shutdown
+        hub.shutdown_all()  # open SSE streams would hold up the shutdown
         server.should_exit = True
         await task
         raise

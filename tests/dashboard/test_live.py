@@ -8,7 +8,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.dashboard.live import Live
-from conveyor.http.events import EventHub
+from conveyor.web.hub import EventHub
 from tests.helpers import SwallowingCall
 
 

@@ -18,7 +18,7 @@ from conveyor.cli import cli
 from conveyor.dashboard.session import COOKIE, decode
 from conveyor.errors import ConfigurationError
 from conveyor.http.serve import check_exposure, share_secret_key
-from conveyor.http.settings import HttpSettings
+from conveyor.web.settings import HttpSettings
 from tests.dashboard.conftest import SECRET, Browserish, csrf_of
 from tests.http.conftest import ServeProcess, serve  # noqa: F401 (fixture)
 

@@ -16,8 +16,8 @@ import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from conveyor import Conveyor, JobFilter
-from conveyor.http.events import EventHub
 from conveyor.testing import adrain
+from conveyor.web.hub import EventHub
 from tests.helpers import SwallowingCall, WorkerProcess
 from tests.http.conftest import ADMIN, HTTP_APP, ServeProcess
 

@@ -80,7 +80,7 @@ def dev_services(app: Conveyor, api_port: int = 8000, page: str | None = None
     if not api_port:
         return []
     from ..http import serve
-    from ..http.settings import HttpSettings
+    from ..web.settings import HttpSettings
 
     try:
         sock = serve.bind(HOST, api_port)

@@ -19,7 +19,7 @@ def hash_password(
     """Print an argon2 hash of a password: CONVEYOR_USERS="ana:admin:HASH" signs ana in
     with it, and the configuration no longer holds the password itself."""
     try:
-        from ..http.passwords import hash_password as make_hash
+        from ..web.passwords import hash_password as make_hash
     except ModuleNotFoundError as exc:
         extras.missing("conveyor hash-password", "server", exc)
     typer.echo(make_hash(password))

@@ -43,7 +43,7 @@ def serve(
     Tokens: CONVEYOR_TOKENS="admin:TOKEN,read:TOKEN". Without auth: CONVEYOR_OPEN=1 (loopback only).
     """
     from ..http import serve as server
-    from ..http.settings import HttpSettings
+    from ..web.settings import HttpSettings
 
     app = load(ctx, need_tasks=True, app_path=app_path)
     configure_logging(log_level, log_format)  # uvicorn's records too: same shape as a worker

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..http import auth
-from ..http.auth import Principal
+from ..web import auth
+from ..web.auth import Principal
 from .session import login_for_token, login_for_user, principal, session_of
 from .views import base_path, dashboard_of, render
 

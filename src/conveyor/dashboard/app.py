@@ -19,9 +19,9 @@ from starlette.staticfiles import StaticFiles
 
 from ..app import Conveyor
 from ..errors import ConveyorError
-from ..http.events import EventHub
-from ..http.guard import OpenModeGuard
-from ..http.settings import HttpSettings
+from ..web.guard import OpenModeGuard
+from ..web.hub import EventHub
+from ..web.settings import HttpSettings
 from . import access, actions, pages, schedules, streams
 from .access import LoginRequired, Refused, login_redirect
 from .live import Live

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from ..app import Conveyor
 from ..backends.base import Backend, QueueInfo, WorkerInfo
-from ..http.events import EventHub, Subscription
 from ..jobs import Event
 from ..stopping import cancel_until_done
 from ..stream import EventStream
+from ..web.hub import EventHub, Subscription
 from .stats import Throughput
 
 log = logging.getLogger("conveyor.dashboard")

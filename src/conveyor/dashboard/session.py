@@ -24,8 +24,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..http.auth import ANONYMOUS_ADMIN, Principal
-from ..http.settings import HttpSettings
+from ..web.auth import ANONYMOUS_ADMIN, Principal
+from ..web.settings import HttpSettings
 from .revocation import Revocations
 
 COOKIE = "conveyor_session"

@@ -19,9 +19,9 @@ from starlette.templating import Jinja2Templates
 
 from ..app import Conveyor
 from ..backends.base import STALE_AFTER_MS, Backend, QueueInfo, WorkerInfo
-from ..http.models import client_keys
-from ..http.settings import HttpSettings
 from ..jobs import JobState
+from ..web.keys import client_keys
+from ..web.settings import HttpSettings
 from . import format as fmt
 from . import tracebacks
 from .live import Live

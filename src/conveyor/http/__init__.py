@@ -6,10 +6,10 @@ health checks and the dashboard, all in one app.
     api = create_app(app)                 # serve with uvicorn, or
     my_fastapi.mount("/jobs", api)        # mount into your own app
 
-Modules, one concern each:
-    settings.py   CONVEYOR_* configuration      auth.py     tokens, users, scopes
+Modules, one concern each (settings, auth, the event hub: conveyor.web, shared with the
+dashboard):
     problems.py   RFC 9457 errors               api.py      /v1 jobs and queues
-    events.py     SSE and the event hub         ops.py      /healthz, /readyz
+    events.py     SSE and long polls            ops.py      /healthz, /readyz
     metrics.py    /metrics                      webhooks.py signed deliveries
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 from .. import extras
 
 try:
+    from ..web.settings import HttpSettings, Scope
     from .app import create_app
-    from .settings import HttpSettings, Scope
 except ModuleNotFoundError as exc:
     extras.missing("conveyor.http", "server", exc)
 

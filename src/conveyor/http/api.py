@@ -31,6 +31,7 @@ from .. import queues
 from ..backends.base import JobFilter
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
+from ..web.keys import HASHED_IDEMPOTENCY_PREFIX, IDEMPOTENCY_PREFIX
 from . import models as m
 from .batching import EnqueueBatcher
 from .body import check_numbers, idempotency_key, json_body_type, parse_enqueue
@@ -38,7 +39,6 @@ from .deps import admin_access, admin_of, backend_of, conveyor_of, read_access
 from .events import hub_of, wait_for_change
 from .problems import ProblemError, responses
 
-IDEMPOTENCY_PREFIX = m.IDEMPOTENCY_PREFIX
 MAX_WAIT_SECONDS = 60.0
 
 READ = [Depends(read_access)]
@@ -63,14 +63,14 @@ def _job_key(task: str, idempotency_key: str) -> str:
     if len(key) <= MAX_KEY_LENGTH:
         return key
     digest = hashlib.sha256(f"{task}\0{idempotency_key}".encode()).hexdigest()
-    return m.HASHED_IDEMPOTENCY_PREFIX + digest
+    return HASHED_IDEMPOTENCY_PREFIX + digest
 
 
 def _options(body: m.EnqueueRequest) -> dict[str, Any]:
     options = body.options.model_dump(exclude_none=True)
     key = options.get("key")
     if isinstance(key, str) and key.startswith((IDEMPOTENCY_PREFIX,
-                                                m.HASHED_IDEMPOTENCY_PREFIX)):
+                                                HASHED_IDEMPOTENCY_PREFIX)):
         raise _field_problem(["body", "options", "key"],
                              "keys starting with 'idem:' are reserved for Idempotency-Key")
     return options

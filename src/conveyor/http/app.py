@@ -19,12 +19,13 @@ from fastapi import FastAPI
 from .. import __version__
 from ..app import Conveyor
 from ..metrics import Metrics
+from ..web.guard import OpenModeGuard
+from ..web.hub import EventHub
+from ..web.settings import HttpSettings
 from . import api as jobs_api
 from . import events, models, ops, problems
 from . import metrics as metrics_routes
 from .batching import EnqueueBatcher
-from .guard import OpenModeGuard
-from .settings import HttpSettings
 
 DESCRIPTION = """\
 Accept jobs in milliseconds; follow them by polling, Server-Sent Events or signed webhooks.
@@ -57,7 +58,7 @@ def create_app(conveyor: Conveyor, settings: HttpSettings | None = None) -> Fast
     api.state.settings = settings
     if conveyor.plugin(Metrics.name) is None:  # the server always has /metrics
         conveyor.install(Metrics())
-    api.state.hub = events.EventHub(conveyor)
+    api.state.hub = EventHub(conveyor)
     api.state.batcher = EnqueueBatcher(conveyor)
     problems.install(api)
     problems.tidy_openapi(api, [models.EnqueueRequest])

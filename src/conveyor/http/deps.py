@@ -17,9 +17,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..app import Conveyor
 from ..backends.base import Backend
-from .auth import Principal, from_token
+from ..web.auth import Principal, from_token
+from ..web.settings import HttpSettings
 from .problems import ProblemError
-from .settings import HttpSettings
 
 _bearer = HTTPBearer(auto_error=False, description="A token from CONVEYOR_TOKENS: `read` "
                      "sees everything, `admin` may also enqueue and act.")

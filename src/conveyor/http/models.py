@@ -33,6 +33,7 @@ from pydantic import (
 from ..backends.base import QueueInfo, WorkerInfo
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
+from ..web.keys import client_keys
 
 # What HTTP accepts, written as the schema says it (schemathesis holds the two together).
 # Queue names: ASCII letters, digits, '-', '_' or '.', with at least one letter or digit.
@@ -200,22 +201,6 @@ class TaskInfo(BaseModel):
 
 
 # -- building them -------------------------------------------------------------------------
-# Dedup keys the API makes from an Idempotency-Key header (never shown as a job's key)
-IDEMPOTENCY_PREFIX = "idem:"
-HASHED_IDEMPOTENCY_PREFIX = "idem#"
-
-
-def client_keys(job: Job) -> tuple[str | None, str | None]:
-    """(key, Idempotency-Key) as the client gave them: the backend's dedup key for an
-    Idempotency-Key is internal (namespaced by task, maybe hashed)."""
-    key = job.key
-    if key is None or not key.startswith((IDEMPOTENCY_PREFIX, HASHED_IDEMPOTENCY_PREFIX)):
-        return key, None
-    given = job.meta.get("idempotency") if isinstance(job.meta, dict) else None
-    header = given.get("key") if isinstance(given, dict) else None
-    return None, header if isinstance(header, str) else None
-
-
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 

@@ -31,7 +31,7 @@ first and raises one of the 4xx errors above.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,10 +57,9 @@ from ..errors import (
     UnknownTaskError,
 )
 from ..serialization import dumps
+from ..web.problem import MEDIA_TYPE, TYPE_PREFIX, problem_response
 
 log = logging.getLogger("conveyor.http")
-MEDIA_TYPE = "application/problem+json"
-TYPE_PREFIX = "urn:conveyor:problem:"
 
 
 class FieldProblem(BaseModel):
@@ -96,23 +95,6 @@ class ProblemError(StarletteHTTPException):
         self.title = title
         self.errors = errors
         self.extra = extra
-
-
-def problem_response(status: int, slug: str, title: str, detail: str, *,
-                     errors: list[dict[str, Any]] | None = None,
-                     headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": TYPE_PREFIX + slug, "title": title, "status": status,
-                            "detail": detail}
-    if errors is not None:
-        body["errors"] = [_field_problem(e) for e in errors]
-    body.update(extra)
-    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None,
-                        media_type=MEDIA_TYPE)
-
-
-def _field_problem(error: dict[str, Any]) -> dict[str, Any]:
-    loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
-    return {"loc": loc, "msg": str(error.get("msg", "")), "type": str(error.get("type", "invalid"))}
 
 
 # (class, status, slug, title); the first class in a raised error's MRO wins.

@@ -27,10 +27,10 @@ from ..app import Conveyor
 from ..errors import ConfigurationError
 from ..loading import app_from_env as load_app_from_env
 from ..logs import configure_from_env
-from . import events
+from ..web import hub
+from ..web.settings import HttpSettings
 from .app import create_app
 from .protocol import BoundedHttpToolsProtocol
-from .settings import HttpSettings
 
 FACTORY = "conveyor.http.serve:app_from_env"
 GRACE_SECONDS = 10
@@ -92,7 +92,7 @@ def _end_streams_on_signals() -> None:
             continue
 
         def chained(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-            events.shutdown_all()
+            hub.shutdown_all()
             previous(signum, frame)
 
         signal.signal(sig, chained)
@@ -146,7 +146,7 @@ async def serve_beside(conveyor: Conveyor, sock: socket.socket,
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
-        events.shutdown_all()
+        hub.shutdown_all()
         server.should_exit = True
         await task
         raise

@@ -9,7 +9,7 @@
     CONVEYOR_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
     CONVEYOR_OPEN             "1": no auth at all (only `conveyor dev`, bound to 127.0.0.1)
     CONVEYOR_ALLOWED_HOSTS    "dev.local,box:8000"  in open mode, Host names answered besides
-                              localhost, 127.0.0.1 and [::1] (see conveyor.http.guard)
+                              localhost, 127.0.0.1 and [::1] (see conveyor.web.guard)
     CONVEYOR_WEBHOOK_SECRETS  "whsec_...,whsec_..."  signing secrets, newest first
     CONVEYOR_WEBHOOK_ALLOW_PRIVATE  "1": allow webhook URLs on private/loopback addresses
 """
