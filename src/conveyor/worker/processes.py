@@ -6,7 +6,8 @@ timeout, or is cancelled, has its child killed (SIGKILL) and a fresh child takes
 the worker's event loop never waits on a child.
 
 Children are started with "spawn", so they inherit no threads or connections, and find
-the task by importing the module that defines it.
+the task by importing the module that defines it. A script without a
+``if __name__ == "__main__":`` guard would re-run in each child: reentry.py stops it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..jobs import Job
 from ..loading import import_object
 from ..logs import configure_from_env
 from ..outcomes import Cancel, NonRetryableError, Retry
+from ..reentry import MESSAGE, REENTERED
 from ..serialization import dumps
 
 _MP = multiprocessing.get_context("spawn")
@@ -172,21 +174,14 @@ class ProcessPool:
             else:  # timed out, cancelled or crashed: the child goes, a fresh one comes
                 self.killed += 1
                 self._all.discard(child)
+                if outcome.done():  # it closed its pipe: it is exiting, let it say how
+                    await loop.run_in_executor(None, child.process.join, 1.0)
                 await loop.run_in_executor(None, child.kill)
                 assert self._idle is not None
                 self._idle.put_nowait(await loop.run_in_executor(None, self._spawn))
-        kind = message[0]
-        if kind == "ok":
-            return Encoded(message[1])
-        if kind == "retry":
-            raise Retry(message[1], message[2])
-        if kind == "cancel":
-            raise Cancel(message[1])
-        if kind == "error":
-            raise TaskError(message[1], message[2])
-        raise TaskError({"type": "ProcessDied",
-                         "message": f"the executor process died (exit code {message[1]})",
-                         "traceback": None}, True)
+        if message[0] == "died":  # its exit code, now that it was reaped
+            message = ("died", child.process.exitcode)
+        return _answer(message)
 
     def close(self) -> None:
         """Ask every child to exit (running its app's stop hooks), then make sure."""
@@ -199,6 +194,25 @@ class ProcessPool:
             child.process.join(timeout=max(deadline - time.monotonic(), 0))
             child.kill()
         self._all.clear()
+
+
+def _answer(message: tuple[Any, ...]) -> Any:
+    """A child's last message as the job's outcome: a result, or the exception to raise."""
+    kind = message[0]
+    if kind == "ok":
+        return Encoded(message[1])
+    if kind == "retry":
+        raise Retry(message[1], message[2])
+    if kind == "cancel":
+        raise Cancel(message[1])
+    if kind == "error":
+        raise TaskError(message[1], message[2])
+    if message[1] == REENTERED:  # the script re-ran in the child: a new one would too
+        raise TaskError({"type": "ConfigurationError", "message": MESSAGE,
+                         "traceback": None}, False)
+    raise TaskError({"type": "ProcessDied",
+                     "message": f"the executor process died (exit code {message[1]})",
+                     "traceback": None}, True)
 
 
 class Encoded:

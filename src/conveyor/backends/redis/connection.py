@@ -24,6 +24,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
+from ...reentry import refuse_reentry
 from ..base import is_inline
 from .connect import Settings, connect, connect_blocking
 from .keyspace import Keyspace
@@ -110,6 +111,7 @@ class Connection:
         return self.client
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        refuse_reentry()
         try:
             client, blocking, cluster = await connect(self.settings, check=not self._checked)
         except rx.RedisError as exc:
@@ -157,6 +159,7 @@ class Connection:
             return client
         with self._sync_lock:
             if self._sync_client is None:
+                refuse_reentry()
                 try:
                     client, cluster = connect_blocking(self.settings, check=not self._checked)
                 except rx.RedisError as exc:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ...errors import ConfigurationError
 from ...jobs import Event, Job
+from ...reentry import refuse_reentry
 from ...serialization import dumps
 from ..base import (
     Backend,
@@ -112,6 +113,7 @@ class SqliteBackend(SqliteSchedules, Backend):
     async def open(self) -> None:
         if self._opened:
             return
+        refuse_reentry()
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
             raise ConfigurationError(f"folder {folder!r} for the sqlite database does not exist")
