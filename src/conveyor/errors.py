@@ -8,7 +8,8 @@
     │   ├── UnknownTaskError      no task registered under that name
     │   ├── ArgumentsError        arguments that do not fit the task's signature, or are not JSON
     │   ├── PayloadTooLargeError  encoded arguments over the configured limit
-    │   └── InvalidOptionError    a bad delay, priority, attempts, backoff, timeout, ...
+    │   ├── InvalidOptionError    a bad delay, priority, attempts, backoff, timeout, ...
+    │   └── InvalidFlowError      a flow with a cycle, an unknown parent, a bad edge
     ├── InvalidRequestError       a bad cursor, filter or selection in a query
     │   └── UnknownQueueError     no queue of that name (no jobs, not paused, no task uses it)
     ├── QueueNotEmptyError        a queue that still holds jobs cannot be deleted
@@ -91,6 +92,10 @@ class PayloadTooLargeError(InvalidJobError):
 
 class InvalidOptionError(InvalidJobError):
     """A bad job or task option: negative delay, zero attempts, malformed backoff..."""
+
+
+class InvalidFlowError(InvalidJobError):
+    """A flow that cannot be stored as built (conveyor/flows): nothing of it was written."""
 
 
 class InvalidRequestError(ConveyorError):

@@ -18,6 +18,8 @@ class JobState(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # in a flow: held until its dependencies finish (conveyor/flows), then waiting
+    WAITING_CHILDREN = "waiting-children"
 
     @property
     def is_final(self) -> bool:
@@ -57,6 +59,11 @@ class Job:
     finished_at: int | None
     worker: str | None
     cancel_requested: bool
+    # flows (conveyor/flows): the flow it belongs to, its dependencies (id -> the edge's
+    # failure policy: "fail", "continue" or "skip") and how many have not finished yet
+    flow_id: str | None = None
+    parents: dict[str, str] = field(default_factory=dict)
+    waits: int = 0
 
     @property
     def is_final(self) -> bool:

@@ -17,7 +17,7 @@ from .errors import JobStateError
 from .jobs import Job, JobState
 
 ACTION_STATES: Mapping[str, tuple[JobState, ...]] = {
-    "cancel": (JobState.WAITING, JobState.DELAYED, JobState.ACTIVE),
+    "cancel": (JobState.WAITING, JobState.DELAYED, JobState.ACTIVE, JobState.WAITING_CHILDREN),
     "retry": (JobState.FAILED, JobState.CANCELLED),
     "promote": (JobState.DELAYED,),
     "remove": tuple(s for s in JobState if s is not JobState.ACTIVE),

@@ -218,6 +218,7 @@ async def test_queue_counts_cover_every_state(backend: Backend) -> None:
     await backend.cancel(JobFilter(ids=(jobs[3].id,)))
     [info] = [q for q in await backend.queues() if q.name == "q"]
     assert info.counts == {JobState.WAITING: 0, JobState.DELAYED: 1, JobState.ACTIVE: 1,
+                           JobState.WAITING_CHILDREN: 0,
                            JobState.COMPLETED: 1, JobState.FAILED: 1, JobState.CANCELLED: 1}
     assert c3.job.state is JobState.ACTIVE
 

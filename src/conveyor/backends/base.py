@@ -10,6 +10,9 @@ Maintenance     rescue · prune · try_lock · unregister_worker · now
 Operators       get · tombstone · list_jobs · queues · workers · events · event_head
                 cancel · retry · promote · remove · set_paused
 Schedules       schedules · save_schedule · delete_schedule · fire_schedules (schedules.py)
+Flows           enqueue_flow · flow_jobs · cancel_flow (conveyor/flows; a dependent is
+                released by the same settle, rescue or cancel that finishes its last
+                dependency, and revived by the retry of the dependency that failed it)
 Flow control    declare_limits · set_limit · limits · flow_blockers (conveyor/flow)
 Sync callers    run_inline (a backend with `capabilities.inline_sync`)
 
@@ -50,6 +53,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..errors import ConfigurationError
 from ..jobs import Event, Job, JobState
 from ..stopping import cancel_until_done
 from .schedules import ScheduleStore
@@ -66,6 +70,9 @@ class Capabilities:
     # False: the app's sync API goes through a private event loop thread instead
     inline_sync: bool = False
     flow_control: bool = False  # rate limits and concurrency caps decided in the claim
+    flows: bool = False  # jobs that wait for other jobs (enqueue_flow and its verbs)
+    # a flow's jobs may live in several queues (Redis: no, a flow is one queue's slot)
+    flows_across_queues: bool = False
 
 
 T = TypeVar("T")
@@ -96,6 +103,10 @@ class NewJob:
     backoff_json: str | None = None
     meta_json: str = "{}"
     flow: str | None = None  # its flow group: gates as canonical JSON (conveyor/flow)
+    # flows (conveyor/flows, enqueue_flow only): the flow's id and the jobs this one
+    # waits for, as (job id, failure policy "fail" | "continue" | "skip")
+    flow_id: str | None = None
+    parents: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +437,24 @@ class Backend(ScheduleStore, abc.ABC):
 
     @abc.abstractmethod
     async def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    # -- flows (conveyor/flows) -------------------------------------------------------
+    async def enqueue_flow(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Store one flow, all of it or nothing: jobs with `parents` start in
+        waiting-children (the rest as `enqueue` would). Parents must come earlier in
+        `jobs`, and every job carries the same `flow_id`; a reused id, a dedup key or
+        an unknown parent raise InvalidRequestError and store nothing."""
+        raise ConfigurationError(f"{type(self).__name__} does not support flows")
+
+    async def flow_jobs(self, flow_id: str) -> list[Job]:
+        """Every job of a flow, in the order they were stored ([] if none)."""
+        return []
+
+    async def cancel_flow(self, flow_id: str) -> list[str]:
+        """Cancel what has not run yet: jobs waiting for dependencies end cancelled first
+        (dependents before their dependencies, so none ends failed by a cancelled one),
+        then waiting and delayed jobs; running ones get a cancel request."""
+        return []
 
     # -- flow control (conveyor/flow) ------------------------------------------------
     @abc.abstractmethod

@@ -295,6 +295,7 @@ class RedisBackend(RedisSchedules, Backend):
         out = []
         for queue, r in zip(names, await self._run(batch), strict=True):
             counts = dict(zip(reads.STATE_ORDER, r[:6], strict=True))
+            counts[JobState.WAITING_CHILDREN] = r[8]
             if any(counts.values()) or r[6] == "1":  # jobs, or paused: a queue
                 out.append(QueueInfo(queue, counts, r[6] == "1", None if r[7] < 0 else r[7]))
         return out

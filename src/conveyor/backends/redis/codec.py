@@ -54,6 +54,9 @@ JOB_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("finished_at", "finished_at", "int?"),
     ("worker", "worker", "text"),
     ("cancel_requested", "cancel_requested", "flag"),
+    ("flow_id", "flow_id", "text"),
+    ("parents", "parents", "dict"),
+    ("waits", "waits", "int"),
 )
 
 # How each kind of stored text ({v}, None where the hash lacks the field) is read.
@@ -66,6 +69,7 @@ _READ = {
     "float?": "None if {v} is None else float({v})",
     "json": "None if {v} is None else loads({v})",
     "list": "[] if {v} is None else loads({v})",
+    "dict": "{{}} if {v} is None else loads({v})",
     "flag": "{v} == '1'",
 }
 

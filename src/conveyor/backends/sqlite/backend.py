@@ -42,6 +42,7 @@ from ..base import (
     WorkerInfo,
     is_inline,
 )
+from . import dependencies
 from .schedules import SqliteSchedules
 from .store import Busy, SqliteStore
 from .wakeup import Listener, Notifier
@@ -70,7 +71,8 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
 
 class SqliteBackend(SqliteSchedules, Backend):
     capabilities = Capabilities(multi_process=True, multi_host=False, blocking_wakeup=True,
-                                inline_sync=True, flow_control=True)
+                                inline_sync=True, flow_control=True, flows=True,
+                                flows_across_queues=True)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -219,7 +221,10 @@ class SqliteBackend(SqliteSchedules, Backend):
         return await self._call(self._store.event_head)
 
     async def cancel(self, where: JobFilter) -> list[str]:
-        return await self._call(self._store.act, "cancel", where)
+        ids = await self._call(self._store.act, "cancel", where)
+        if ids:
+            self._notify()  # a flow's dependents may be released ("continue")
+        return ids
 
     async def retry(self, where: JobFilter) -> list[str]:
         ids = await self._call(self._store.act, "retry", where)
@@ -241,6 +246,21 @@ class SqliteBackend(SqliteSchedules, Backend):
         if not paused:
             self._notify([queue])
 
+    # -- flows --------------------------------------------------------------------------
+    async def enqueue_flow(self, jobs: Sequence[NewJob]) -> list[Job]:
+        store = self._store
+        out = await self._call(lambda conn: dependencies.enqueue_flow(store, conn, jobs))
+        self._notify({job.queue for job in out})
+        return out
+
+    async def flow_jobs(self, flow_id: str) -> list[Job]:
+        store = self._store
+        return await self._call(lambda conn: dependencies.flow_jobs(store, conn, flow_id))
+
+    async def cancel_flow(self, flow_id: str) -> list[str]:
+        store = self._store
+        return await self._call(lambda conn: dependencies.cancel_flow(store, conn, flow_id))
+
     # -- flow control -------------------------------------------------------------------
     async def declare_limits(self, limits: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
         await self._call(self._store.declare_limits, limits)
@@ -258,5 +278,7 @@ class SqliteBackend(SqliteSchedules, Backend):
 
 def _wakes(s: Settlement) -> bool:
     """A settlement after which idle workers may find work: a job waiting again at once,
-    or a flow-controlled job (token ending '+') leaving its concurrency slots."""
-    return s.outcome is Outcome.RELEASED or s.retry_in_ms == 0 or s.token.endswith("+")
+    or a flow-controlled job (token ending '+') leaving its concurrency slots, or a job
+    others wait for ('^' in its token: its end may release them)."""
+    return (s.outcome is Outcome.RELEASED or s.retry_in_ms == 0 or s.token.endswith("+")
+            or "^" in s.token)

@@ -59,10 +59,13 @@ ORDER BY priority DESC, scheduled_at, seq
 LIMIT :limit;
 
 -- name: claim
--- Lease the chosen jobs to a worker, each with a fresh random fencing token.
+-- Lease the chosen jobs to a worker, each with a fresh random fencing token; a job others
+-- wait for (flows) gets '^' in it, one with limits ends it with '+' (the settle wakes
+-- idle workers for those).
 UPDATE jobs
 SET state = 'active', attempt = attempt + 1, worker = :worker, started_at = :now,
-    token = lower(hex(randomblob(8))) || CASE WHEN flow IS NULL THEN '' ELSE '+' END,
+    token = lower(hex(randomblob(8))) || CASE WHEN dependents IS NULL THEN '' ELSE '^' END
+            || CASE WHEN flow IS NULL THEN '' ELSE '+' END,
     lease_expires_at = :now + :lease_ms
 WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'waiting'
 RETURNING *;
@@ -213,6 +216,9 @@ SELECT queue, 'delayed', count(*) FROM jobs WHERE state = 'delayed' GROUP BY que
 UNION ALL
 SELECT queue, 'active', count(*) FROM jobs WHERE state = 'active' GROUP BY queue
 UNION ALL
+SELECT queue, 'waiting-children', count(*) FROM jobs WHERE state = 'waiting-children'
+GROUP BY queue
+UNION ALL
 SELECT queue, state, count(*) FROM jobs
 WHERE state IN ('completed', 'failed', 'cancelled') GROUP BY queue, state;
 
@@ -238,9 +244,9 @@ SELECT id, job_id, queue, kind, data, at FROM events
 WHERE job_id = :job_id AND id > :after ORDER BY id LIMIT :limit;
 
 -- name: cancel_pending
--- Waiting and delayed jobs end cancelled at once.
+-- Waiting, delayed and waiting-children jobs end cancelled at once.
 UPDATE jobs SET state = 'cancelled', finished_at = :now
-WHERE state IN ('waiting', 'delayed') AND {where}
+WHERE state IN ('waiting', 'delayed', 'waiting-children') AND {where}
 RETURNING id;
 
 -- name: cancel_active
@@ -250,9 +256,10 @@ WHERE state = 'active' AND cancel_requested = 0 AND {where}
 RETURNING id;
 
 -- name: retry
--- Failed and cancelled jobs go back to waiting with a fresh set of attempts.
+-- Failed and cancelled jobs go back to waiting with a fresh set of attempts (a flow's
+-- job whose dependencies have not all finished waits for them again).
 UPDATE jobs
-SET state = 'waiting', attempt = 0, stalls = 0, scheduled_at = :now, started_at = NULL,
+SET state = CASE WHEN waits > 0 THEN 'waiting-children' ELSE 'waiting' END, attempt = 0, stalls = 0, scheduled_at = :now, started_at = NULL,
     finished_at = NULL, result = NULL, progress = NULL, cancel_requested = 0, worker = NULL
 WHERE state IN ('failed', 'cancelled') AND {where}
 RETURNING id;
@@ -489,3 +496,32 @@ DELETE FROM flow_starts WHERE at < :cutoff;
 
 -- name: flow_prune_pauses
 DELETE FROM flow_pauses WHERE until < :now;
+
+-- Flows (conveyor/flows; sqlite/dependencies.py).
+
+-- name: flow_enqueue
+-- Store one job of a flow (positional: id, queue, task, args, kwargs, state, priority,
+-- max_attempts, max_stalls, timeout, backoff, meta, created_at, scheduled_at, flow group,
+-- flow id, parents JSON, waits, dependents flag).
+INSERT INTO jobs (id, queue, task, args, kwargs, state, priority, max_attempts, max_stalls,
+                  timeout, backoff, meta, created_at, scheduled_at, flow, flow_id, parents,
+                  waits, dependents)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: flow_edge
+-- One dependency of a flow's job (positional: parent, child, policy).
+INSERT INTO flow_edges (parent, child, policy) VALUES (?, ?, ?);
+
+-- name: flow_jobs
+-- Every job of a flow, in the order they were stored.
+SELECT * FROM jobs WHERE flow_id = :flow_id ORDER BY seq;
+
+-- name: flow_blocked
+-- A flow's jobs waiting for dependencies, dependents first (they were stored after).
+SELECT id FROM jobs WHERE flow_id = :flow_id AND state = 'waiting-children'
+ORDER BY seq DESC;
+
+-- name: flow_cancel_one
+-- One of them ends cancelled (its dependents already have, so none ends failed).
+UPDATE jobs SET state = 'cancelled', finished_at = :now
+WHERE id = :id AND state = 'waiting-children';

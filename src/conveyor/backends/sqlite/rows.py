@@ -34,6 +34,10 @@ def _json(text: str | None) -> Any:
     return orjson.loads(text)
 
 
+def _dict(text: str | None) -> Any:
+    return {} if text is None else orjson.loads(text)
+
+
 INSERTED = object()  # a column enqueue writes (see INSERTED_COLUMNS)
 
 # (column = Job field, how its stored value is read (None: as it is), a new job's value)
@@ -63,6 +67,9 @@ JOB_FIELDS: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = (
     ("finished_at", None, None),
     ("worker", None, None),
     ("cancel_requested", bool, 0),
+    ("flow_id", None, None),
+    ("parents", _dict, None),
+    ("waits", None, 0),
 )
 
 # What every job query selects: seq first (list cursors), the lease token last (claims).

@@ -13,6 +13,11 @@
 -- workers       live worker processes, refreshed by their heartbeat.
 -- locks         named leases for leadership (maintenance, cron).
 -- tombstones    ids of removed jobs, so a lookup can say "gone" instead of "unknown".
+-- flow_edges    flows (conveyor/flows, sqlite/dependencies.py): one row per dependency,
+--               parent -> child with the edge's failure policy and whether it is resolved
+--               (the parent completed, or failed through a "continue" edge). A job's
+--               `dependents` flag (NULL for most jobs) is what lets the triggers below skip
+--               every job that has none; `waits` counts its unresolved dependencies.
 -- flow_*        flow control (conveyor/flow, sqlite/flow.py), all per queue:
 --   flow_limits   limiter -> the limit declared in code and the runtime override
 --   flow_groups   flow groups with waiting jobs: their turn (rot, round robin) and, when
@@ -53,7 +58,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     token            TEXT,
     lease_expires_at INTEGER,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    flow             TEXT     -- the job's flow group (its gates as JSON), NULL: no limits
+    flow             TEXT,    -- the job's flow group (its gates as JSON), NULL: no limits
+    flow_id          TEXT,    -- flows: the flow it belongs to (conveyor/flows)
+    parents          TEXT,    -- flows: JSON {dependency id: failure policy}
+    waits            INTEGER NOT NULL DEFAULT 0,  -- flows: unresolved dependencies
+    dependents       INTEGER  -- flows: 1 when other jobs wait for this one, else NULL
 );
 
 -- The claim order: highest priority, then earliest due, then first in.
@@ -233,4 +242,67 @@ BEGIN
     WHERE queue = old.queue AND parked_on IS NOT NULL
       AND parked_on IN (SELECT json_array(value ->> 0, value ->> 2)
                         FROM json_each(old.flow));
+END;
+
+-- Flows (conveyor/flows; the store's part is sqlite/dependencies.py). The triggers run in
+-- the transaction of whatever moves a job (settle, rescue, cancel, retry), so a dependent
+-- is released, failed or revived atomically with the step that decides it. They recurse
+-- (PRAGMA recursive_triggers): a dependent failed by its dependency fails its own
+-- dependents in turn, at most 1,000 levels deep (SQLite's trigger depth).
+CREATE INDEX IF NOT EXISTS jobs_flow_id ON jobs (flow_id, seq) WHERE flow_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_waiting_children
+    ON jobs (queue) WHERE state = 'waiting-children';
+
+CREATE TABLE IF NOT EXISTS flow_edges (
+    parent TEXT    NOT NULL,
+    child  TEXT    NOT NULL,
+    policy TEXT    NOT NULL,  -- fail | continue | skip
+    done   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS flow_edges_child ON flow_edges (child, done);
+
+-- A dependency finished: resolve the edges it satisfies, release the dependents left with
+-- nothing to wait for, and end the others by their edge's policy (fail: failed, skip:
+-- cancelled) with an error naming it.
+CREATE TRIGGER IF NOT EXISTS flow_dependency_done AFTER UPDATE OF state ON jobs
+WHEN new.dependents IS NOT NULL AND new.state IN ('completed', 'failed', 'cancelled')
+     AND old.state NOT IN ('completed', 'failed', 'cancelled')
+BEGIN
+    UPDATE flow_edges SET done = 1
+    WHERE parent = new.id AND done = 0 AND (new.state = 'completed' OR policy = 'continue');
+    UPDATE jobs SET waits = (SELECT count(*) FROM flow_edges
+                             WHERE child = jobs.id AND done = 0)
+    WHERE id IN (SELECT child FROM flow_edges WHERE parent = new.id);
+    UPDATE jobs SET state = 'waiting',
+                    scheduled_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+    WHERE state = 'waiting-children' AND waits = 0
+      AND id IN (SELECT child FROM flow_edges WHERE parent = new.id);
+    UPDATE jobs
+    SET state = CASE (SELECT policy FROM flow_edges WHERE parent = new.id AND child = jobs.id)
+                WHEN 'skip' THEN 'cancelled' ELSE 'failed' END,
+        finished_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+        errors = json_insert(errors, '$[#]', json_object(
+            'attempt', attempt, 'type', 'DependencyFailed', 'dependency', new.id,
+            'message', 'dependency ' || new.id || ' (' || new.task || ') ended ' || new.state,
+            'traceback', NULL,
+            'at', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)))
+    WHERE new.state != 'completed' AND state = 'waiting-children'
+      AND id IN (SELECT child FROM flow_edges
+                 WHERE parent = new.id AND done = 0 AND policy != 'continue');
+END;
+
+-- A dependency retried (failed or cancelled, then waiting again): the dependents it ended
+-- wait for it again, unless another of their dependencies still holds them failed.
+CREATE TRIGGER IF NOT EXISTS flow_dependency_retried AFTER UPDATE OF state ON jobs
+WHEN new.dependents IS NOT NULL AND old.state IN ('failed', 'cancelled')
+     AND new.state NOT IN ('completed', 'failed', 'cancelled')
+BEGIN
+    UPDATE jobs SET state = 'waiting-children', finished_at = NULL
+    WHERE state IN ('failed', 'cancelled')
+      AND id IN (SELECT child FROM flow_edges WHERE parent = new.id AND done = 0)
+      AND json_extract(errors, '$[#-1].type') = 'DependencyFailed'
+      AND NOT EXISTS (SELECT 1 FROM flow_edges AS e JOIN jobs AS p ON p.id = e.parent
+                      WHERE e.child = jobs.id AND e.done = 0 AND e.policy != 'continue'
+                        AND p.state IN ('failed', 'cancelled'));
 END;

@@ -140,6 +140,8 @@ class SqliteStore:
             raise BackendUnavailableError(f"{self.path}: could not switch to WAL mode")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA temp_store=MEMORY")
+        # flows: a dependent failed by its dependency fails its own (schema.sql)
+        conn.execute("PRAGMA recursive_triggers=ON")
         # Writers rarely checkpoint themselves (a checkpoint fsyncs); workers' keeper threads
         # do it in the background after each heartbeat, see `checkpoint`.
         conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
@@ -590,7 +592,10 @@ def _worker_json(worker: WorkerInfo) -> str:
 
 def _add_columns(conn: sqlite3.Connection) -> None:
     """Columns added since a database was created (before the schema's indexes use them)."""
-    for table, column, declaration in (("jobs", "flow", "TEXT"),
+    for table, column, declaration in (("jobs", "flow", "TEXT"), ("jobs", "flow_id", "TEXT"),
+                                       ("jobs", "parents", "TEXT"),
+                                       ("jobs", "waits", "INTEGER NOT NULL DEFAULT 0"),
+                                       ("jobs", "dependents", "INTEGER"),
                                        ("queues", "flow", "INTEGER NOT NULL DEFAULT 0")):
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if present and column not in present:

@@ -6,7 +6,8 @@
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
 -- ARGV[1]      events kept per queue (unused here; every queue script gets it)
 -- Returns {waiting, delayed, active, completed, failed, cancelled, paused ('1', '0' or
---          nil when never set), oldest waiting due time in ms (-1: none)}.
+--          nil when never set), oldest waiting due time in ms (-1: none),
+--          waiting-children (flows)}.
 
 --- @include "clock"
 --- @include "queue"
@@ -24,4 +25,4 @@ end
 return {redis.call('ZCARD', WAITING), redis.call('ZCARD', DELAYED),
         redis.call('ZCARD', ACTIVE), redis.call('ZCARD', COMPLETED),
         redis.call('ZCARD', FAILED), redis.call('ZCARD', CANCELLED),
-        redis.call('HGET', META, 'paused'), oldest}
+        redis.call('HGET', META, 'paused'), oldest, redis.call('ZCARD', BLOCKED)}
