@@ -11,7 +11,8 @@
     │   ├── InvalidOptionError    a bad delay, priority, attempts, backoff, timeout, ...
     │   └── InvalidFlowError      a flow with a cycle, an unknown parent, a bad edge
     ├── InvalidRequestError       a bad cursor, filter or selection in a query
-    │   └── UnknownQueueError     no queue of that name (no jobs, not paused, no task uses it)
+    │   ├── UnknownQueueError     no queue of that name (no jobs, not paused, no task uses it)
+    │   └── UnknownLimiterError   no stored limiter of that name (a worker stores them)
     ├── QueueNotEmptyError        a queue that still holds jobs cannot be deleted
     ├── JobNotFoundError          no job with that id
     │   └── JobRemovedError       the job existed but was removed (retention or explicit)
@@ -104,6 +105,11 @@ class InvalidRequestError(ConveyorError):
 
 class UnknownQueueError(InvalidRequestError):
     """A queue name that is no queue: it has no jobs, is not paused and no task uses it."""
+
+
+class UnknownLimiterError(InvalidRequestError):
+    """No stored limiter of that name (in that queue): a worker stores its app's declared
+    limiters when it starts."""
 
 
 class QueueNotEmptyError(ConveyorError):

@@ -202,7 +202,9 @@ async def test_paused_queue_is_not_claimed_until_resumed(backend: Backend) -> No
     assert (await backend.fetch(["q"], 1, W, LEASE)).claims == []
     [info] = [q for q in await backend.queues() if q.name == "q"]
     assert info.paused and info.counts[JobState.WAITING] == 1
+    assert await backend.paused_queues() == {"q"}
     await backend.set_paused("q", False)
+    assert await backend.paused_queues() == set()
     assert [c.job.id for c in (await backend.fetch(["q"], 1, W, LEASE)).claims] == [new.id]
 
 

@@ -8,6 +8,7 @@ Lifecycle       enqueue · fetch · settle · heartbeat · progress · log · wa
                 fetch_when_ready (has a default: wait_for_work, then fetch)
 Maintenance     rescue · prune · try_lock · unregister_worker · now
 Operators       get · tombstone · list_jobs · queues · workers · events · event_head
+                paused_queues (has a default: read from queues)
                 cancel · retry · promote · remove · set_paused
 Schedules       schedules · save_schedule · delete_schedule · fire_schedules (schedules.py)
 Flows           enqueue_flow · flow_jobs · cancel_flow (conveyor/flows; a dependent is
@@ -403,6 +404,11 @@ class Backend(ScheduleStore, abc.ABC):
 
     @abc.abstractmethod
     async def queues(self) -> list[QueueInfo]: ...
+
+    async def paused_queues(self) -> set[str]:
+        """The names of the paused queues. The default reads `queues()`; a backend whose
+        per-state counts cost a scan answers from its pause flags alone."""
+        return {q.name for q in await self.queues() if q.paused}
 
     @abc.abstractmethod
     async def workers(self) -> list[WorkerInfo]: ...

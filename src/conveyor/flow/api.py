@@ -2,6 +2,7 @@
 the app's declarations when a worker starts.
 
     app.limits.list()                                   # [LimitInfo, ...]
+    app.limits.get("task:send_email")                   # one, with its use
     app.limits.set("task:send_email", rate_limit="20/s")  # next claim applies it
     app.limits.reset("task:send_email")                 # back to the declared limit
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..backends import backend_for
 from ..backends.base import Backend, LimitInfo
-from ..errors import ConfigurationError, InvalidRequestError
+from ..errors import ConfigurationError, InvalidRequestError, UnknownLimiterError
 from .spec import Limit, parse_concurrency, parse_rate
 
 if TYPE_CHECKING:
@@ -50,6 +51,14 @@ class Limits:
 
     def list(self) -> list[LimitInfo]:
         return self._sync(self.alist)
+
+    async def aget(self, name: str, *, queue: str | None = None) -> LimitInfo:
+        """One stored limiter (UnknownLimiterError if none; `queue` when the name is
+        stored in several queues)."""
+        return await self._find(await self._backend(), name, queue)
+
+    def get(self, name: str, *, queue: str | None = None) -> LimitInfo:
+        return self._sync(lambda: self.aget(name, queue=queue))
 
     async def aset(self, name: str, *, queue: str | None = None, rate_limit: Any = None,
                    concurrency: Any = None) -> LimitInfo:
@@ -86,7 +95,7 @@ class Limits:
                  if info.name == name and (queue is None or info.queue == queue)]
         if not found:
             where = "" if queue is None else f" in queue {queue!r}"
-            raise InvalidRequestError(f"no stored limiter named {name!r}{where} (a worker "
+            raise UnknownLimiterError(f"no stored limiter named {name!r}{where} (a worker "
                                       "stores the declared ones when it starts)")
         if len(found) > 1:
             queues = ", ".join(sorted(info.queue for info in found))

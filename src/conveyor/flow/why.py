@@ -25,7 +25,7 @@ async def why_waiting(backend: Backend, job: Job) -> list[dict[str, Any]]:
     if job.state is not JobState.WAITING:
         return []
     reasons: list[dict[str, Any]] = []
-    if any(q.name == job.queue and q.paused for q in await backend.queues()):
+    if job.queue in await backend.paused_queues():
         reasons.append({"reason": "queue_paused", "queue": job.queue})
     reasons += await backend.flow_blockers(job.id)
     now = await backend.now()
@@ -37,6 +37,20 @@ async def why_waiting(backend: Backend, job: Job) -> list[dict[str, Any]]:
 
 def _at(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _iso(ms: int) -> str:
+    when = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def as_json(r: dict[str, Any]) -> dict[str, Any]:
+    """One reason for JSON answers (HTTP, ``--json``): its fields, `until` as an ISO 8601
+    UTC time, and `detail`, the sentence `describe` makes of it."""
+    out = {**r, "detail": describe(r)}
+    if isinstance(r.get("until"), int):
+        out["until"] = _iso(r["until"])
+    return out
 
 
 def _limiter(r: dict[str, Any]) -> str:

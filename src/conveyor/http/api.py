@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from .. import queues
 from ..backends.base import JobFilter
+from ..flow.why import as_json, why_waiting
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
 from ..web.keys import HASHED_IDEMPOTENCY_PREFIX, IDEMPOTENCY_PREFIX
@@ -197,9 +198,17 @@ def _status_response(request: Request, job: Job) -> Response:
 
 @router.get("/jobs/{job_id}", response_model=m.JobStatus, dependencies=READ, tags=["jobs"],
             summary="A job's state, progress, result or error",
+            description="A waiting or delayed job also says why it is not running "
+                        "(`waiting_reasons`: delayed, queue paused, rate limited, paused by "
+                        "RateLimited, concurrency full, no worker).",
             responses=responses(404, 410, 422))
 async def get_job(request: Request, job_id: JobId, wait: Wait = 0.0) -> Response:
-    return _status_response(request, await _job(request, job_id, wait))
+    job = await _job(request, job_id, wait)
+    after = m.retry_after(job)
+    reasons = [as_json(r) for r in await why_waiting(await backend_of(request), job)] \
+        if job.state in (JobState.WAITING, JobState.DELAYED) else []
+    return m.json_response({**m.job_status(job, m.prefix(request)), "waiting_reasons": reasons},
+                           headers={"Retry-After": after} if after else None)
 
 
 @router.get("/jobs/{job_id}/result", response_model=m.JobResult, dependencies=READ,

@@ -13,7 +13,7 @@ import hashlib
 import math
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Request
@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from ..backends.base import QueueInfo, WorkerInfo
+from ..flow.spec import MAX_CONCURRENCY
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
 from ..web.keys import client_keys
@@ -49,6 +50,8 @@ DATE_TIME_PATTERN = (r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?"
                      r"([Zz]|[+-]\d{2}:\d{2})$")
 # List cursors: opaque base64url tokens (no padding) made by the server
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"
+# Rates as flow/spec.py reads them (it also bounds the count and the window), or "off"
+RATE_PATTERN = r"^(off|\s*\d{1,7}\s*/\s*\d{0,6}(\.\d{1,6})?\s*(ms|s|m|h|d)\s*)$"
 _DATE_TIME = re.compile(DATE_TIME_PATTERN)
 
 
@@ -131,6 +134,24 @@ class JobAccepted(BaseModel):
     result_url: str
 
 
+class WaitingReason(BaseModel):
+    """One reason a waiting or delayed job is not running (conveyor/flow/why.py)."""
+
+    reason: str = Field(
+        description="delayed | queue_paused | rate_limited | paused (a task raised "
+                    "RateLimited) | concurrency_full | no_worker (no live worker consumes "
+                    "the queue); later versions may add kinds.")
+    detail: str = Field(description="The reason as a sentence.")
+    queue: str | None = None
+    limiter: str | None = Field(default=None, description="The limiter that holds it back.")
+    key: str | None = Field(default=None, description="Its key ('' = the shared budget).")
+    until: dt.datetime | None = Field(default=None,
+                                      description="When it may start, as far as this says.")
+    rate: str | None = Field(default=None, description="The rate in force, e.g. '10/s'.")
+    used: int | None = Field(default=None, description="Concurrency slots in use.")
+    limit: int | None = Field(default=None, description="The concurrency cap.")
+
+
 class JobStatus(BaseModel):
     """A job as a client following it sees it (AIP-151 style: `done`, then `result` or
     `error`)."""
@@ -159,6 +180,10 @@ class JobStatus(BaseModel):
     status_url: str
     events_url: str
     result_url: str
+    waiting_reasons: list[WaitingReason] | None = Field(
+        default=None, description="GET /v1/jobs/{id} only: why a waiting or delayed job is "
+                                  "not running now (empty: nothing holds it back, or it is "
+                                  "not waiting).")
 
 
 class JobResult(BaseModel):
@@ -191,6 +216,47 @@ class WorkerStatus(BaseModel):
     in_flight: int
     started_at: dt.datetime | None
     last_seen_at: dt.datetime | None
+
+
+class LimitSpec(BaseModel):
+    rate: str | None = Field(description="Starts per window, e.g. '10/s' (None: no rate).")
+    concurrency: int | None = Field(description="Jobs active at once (None: no cap).")
+
+
+class LimitKey(BaseModel):
+    key: str = Field(description="The key ('' = the limiter's shared budget).")
+    active: int = Field(description="Jobs running through it (concurrency slots taken).")
+    starts: int = Field(description="Starts in the current window of the rate.")
+    paused_until: dt.datetime | None = Field(description="Paused by RateLimited until then.")
+    blocked: int = Field(description="Waiting jobs the claim last found held back.")
+
+
+class LimitStatus(BaseModel):
+    """A limiter stored in a queue, its limits in force and what it is doing now."""
+
+    queue: str
+    name: str = Field(description="'queue', 'task:<task>' or a shared limiter's name.")
+    scope: Literal["queue", "task", "limiter"]
+    rate: str | None = Field(description="The rate in force (override, else declared).")
+    concurrency: int | None = Field(description="The cap in force.")
+    declared: LimitSpec | None = Field(description="As the code declares it.")
+    override: LimitSpec | None = Field(description="Changed at runtime; wins over declared.")
+    active: int
+    blocked: int
+    keys: list[LimitKey] = Field(description="Keys with use or blocked jobs, most blocked "
+                                             "first.")
+
+
+class LimitChange(BaseModel):
+    """The parts of a limiter to change; the parts left out stay as they are in force."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit: str | None = Field(
+        default=None, max_length=60, pattern=RATE_PATTERN,
+        description="'10/s', '500/m', '5/10s' (count / window; ms, s, m, h or d), or 'off'.")
+    concurrency: Annotated[StrictInt, Field(ge=1, le=MAX_CONCURRENCY)] | Literal["off"] | None = \
+        Field(default=None, description="Jobs active at once, or 'off'.")
 
 
 class TaskInfo(BaseModel):

@@ -17,6 +17,7 @@ statuses here, in one table:
     JobRemovedError                             410   removed by retention or by hand
     JobStateError                               409   not in a state that allows it
     UnknownQueueError                           404   pause/resume/delete of no queue
+    UnknownLimiterError                         404   /v1/limits/{name} is no stored limiter
     QueueNotEmptyError                          409   deleting a queue that holds jobs
     missing or unknown bearer token             401   with WWW-Authenticate: Bearer
     read scope on an admin route                403
@@ -53,6 +54,7 @@ from ..errors import (
     JobStateError,
     PayloadTooLargeError,
     QueueNotEmptyError,
+    UnknownLimiterError,
     UnknownQueueError,
     UnknownTaskError,
 )
@@ -103,6 +105,7 @@ _MAPPING: list[tuple[type[ConveyorError], int, str, str]] = [
     (PayloadTooLargeError, 413, "payload-too-large", "Payload too large"),
     (InvalidJobError, 422, "invalid-job", "The job was refused"),
     (UnknownQueueError, 404, "unknown-queue", "Unknown queue"),
+    (UnknownLimiterError, 404, "unknown-limiter", "Unknown limiter"),
     (QueueNotEmptyError, 409, "queue-not-empty", "Queue not empty"),
     (InvalidRequestError, 400, "invalid-request", "Invalid request"),
     (JobRemovedError, 410, "job-removed", "Job removed"),

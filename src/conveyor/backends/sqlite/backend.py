@@ -210,6 +210,9 @@ class SqliteBackend(SqliteSchedules, Backend):
     async def queues(self) -> list[QueueInfo]:
         return await self._call(self._store.queues)
 
+    async def paused_queues(self) -> set[str]:
+        return await self._call(self._store.paused_queues)
+
     async def workers(self) -> list[WorkerInfo]:
         return await self._call(self._store.workers)
 

@@ -512,6 +512,9 @@ class SqliteStore:
             for name in names
         ]
 
+    def paused_queues(self, conn: sqlite3.Connection) -> set[str]:
+        return {name for name, paused in conn.execute(Q["all_queues"]) if paused}
+
     def workers(self, conn: sqlite3.Connection) -> list[WorkerInfo]:
         out = []
         for info, started_at, last_seen_at in conn.execute(Q["workers"]):
