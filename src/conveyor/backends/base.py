@@ -7,6 +7,7 @@ one atomic operation in the engine (one transaction, one script), and every time
 Lifecycle       enqueue · fetch · settle · heartbeat · progress · log · wait_for_work
                 fetch_when_ready (has a default: wait_for_work, then fetch)
 Maintenance     rescue · prune · try_lock · unregister_worker · now
+                prune_pass (has a default: prune until done or out of time)
 Operators       get · tombstone · list_jobs · queues · workers · events · event_head
                 paused_queues (has a default: read from queues)
                 cancel · retry · promote · remove · set_paused
@@ -253,7 +254,12 @@ class Retention:
     failed_max_count: int = 100_000  # per queue
     events_max_age_ms: int = 24 * 3600 * 1000
     tombstones_max_age_ms: int = 14 * 24 * 3600 * 1000
+    # per queue (SQLite keeps one table for all queues: this many times the queues it has)
+    tombstones_max_count: int = 100_000
     batch: int = 5_000  # rows removed per transaction, so writers never wait long
+    # how long one maintenance pass may keep pruning; a pass that leaves work over is
+    # followed by another at the next heartbeat, so pruning keeps pace with any write rate
+    pass_seconds: float = 1.0
 
 
 @dataclass(slots=True)
@@ -263,6 +269,16 @@ class Pruned:
     tombstones: int = 0
     workers: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
+    more: bool = False  # a rule removed a full batch: more may be due
+
+    def add(self, other: Pruned) -> None:
+        self.jobs += other.jobs
+        self.events += other.events
+        self.tombstones += other.tombstones
+        self.workers += other.workers
+        for state, n in other.by_state.items():
+            self.by_state[state] = self.by_state.get(state, 0) + n
+        self.more = other.more
 
 
 class Backend(ScheduleStore, abc.ABC):
@@ -379,7 +395,20 @@ class Backend(ScheduleStore, abc.ABC):
         max_stalls, failed; cancelled if a cancel was pending. Returns their ids."""
 
     @abc.abstractmethod
-    async def prune(self, retention: Retention) -> Pruned: ...
+    async def prune(self, retention: Retention) -> Pruned:
+        """Apply retention, at most `retention.batch` rows per rule and queue in one
+        call; `more` says a rule was cut at its batch."""
+
+    async def prune_pass(self, retention: Retention) -> Pruned:
+        """One maintenance pass: `prune` again while work is left, for at most
+        `retention.pass_seconds`. `more` set: work is left for the next pass."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retention.pass_seconds
+        total = Pruned()
+        while True:
+            total.add(await self.prune(retention))
+            if not total.more or loop.time() >= deadline:
+                return total
 
     @abc.abstractmethod
     async def try_lock(self, name: str, owner: str, ttl_ms: int) -> bool:

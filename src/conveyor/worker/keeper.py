@@ -7,8 +7,9 @@ leases: the BullMQ "could not renew lock" and Celery visibility-timeout double r
 Every `interval` it sends one heartbeat carrying the worker's registration and all held
 leases, and reports leases that were lost or asked to cancel back to the worker's loop.
 If it holds the maintenance lock it also rescues expired leases (every beat), applies
-retention (every `prune_every` seconds) and runs the app's leader duties (every beat):
-extensions such as webhooks follow the event stream there, without the worker knowing.
+retention (a pass every `prune_every` seconds, every beat while passes leave work) and
+runs the app's leader duties (every beat): extensions such as webhooks follow the event
+stream there, without the worker knowing.
 """
 
 from __future__ import annotations
@@ -133,14 +134,14 @@ class Keeper:
                         len(rescued), ", ".join(rescued[:10]))
         now = time.monotonic()
         if now - self._last_prune >= self.prune_every:
-            self._last_prune = now
-            for _ in range(20):  # bounded: at most 20 batches per round
-                pruned = await backend.prune(self.retention)
-                if pruned.jobs or pruned.events:
-                    log.info("retention removed %d job(s), %d event(s)", pruned.jobs,
-                             pruned.events)
-                if pruned.jobs < self.retention.batch and pruned.events < self.retention.batch:
-                    break
+            pruned = await backend.prune_pass(self.retention)
+            # work left over: prune again at the next beat, so retention keeps pace with
+            # whatever rate the workers sustain
+            self._last_prune = 0.0 if pruned.more else now
+            if pruned.jobs or pruned.events or pruned.tombstones:
+                log.info("retention removed %d job(s), %d event(s), %d tombstone(s)%s",
+                         pruned.jobs, pruned.events, pruned.tombstones,
+                         " (more due: next beat)" if pruned.more else "")
         for duty in list(self.duties):
             try:
                 await duty(backend)

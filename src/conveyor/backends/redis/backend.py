@@ -229,7 +229,7 @@ class RedisBackend(RedisSchedules, Backend):
                 batch, "prune", queue, retention.batch, retention.completed_max_age_ms,
                 retention.completed_max_count, retention.failed_max_age_ms,
                 retention.failed_max_count, retention.events_max_age_ms,
-                retention.tombstones_max_age_ms)
+                retention.tombstones_max_age_ms, retention.tombstones_max_count)
         batch.script("worker_gone", self.keys.workers, ["older", WORKER_FORGET_MS])
         results = await self._run(batch)
         pruned = Pruned(workers=results[-1])
@@ -243,6 +243,8 @@ class RedisBackend(RedisSchedules, Backend):
                     pruned.jobs += n
             pruned.events += events
             pruned.tombstones += len(dropped)
+            pruned.more = pruned.more or retention.batch <= max(
+                completed, cancelled, failed, len(dropped))
             self.conn.unindex(cleanup, queue, dropped)
         await self._run(cleanup)
         return pruned

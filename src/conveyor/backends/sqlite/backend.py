@@ -188,7 +188,9 @@ class SqliteBackend(SqliteSchedules, Backend):
         return ids
 
     async def prune(self, retention: Retention) -> Pruned:
-        return await self._call(self._store.prune, retention)
+        pruned = await self._call(self._store.prune, retention)
+        await self._call(self._store.checkpoint, "TRUNCATE")  # see SqliteStore.checkpoint
+        return pruned
 
     async def try_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
         return await self._call(self._store.try_lock, name, owner, ttl_ms)

@@ -199,7 +199,14 @@ WHERE id IN (SELECT id FROM events ORDER BY id LIMIT :batch) AND at < :cutoff
   AND id < (SELECT max(id) FROM events);
 
 -- name: prune_tombstones
-DELETE FROM tombstones WHERE removed_at < :cutoff;
+-- Drop tombstones past their age (one batch).
+DELETE FROM tombstones WHERE id IN (
+    SELECT id FROM tombstones WHERE removed_at < :cutoff ORDER BY removed_at LIMIT :batch);
+
+-- name: prune_tombstones_over_count
+-- Drop the oldest tombstones beyond the newest :keep (one batch).
+DELETE FROM tombstones WHERE id IN (
+    SELECT id FROM tombstones ORDER BY removed_at DESC LIMIT :batch OFFSET :keep);
 
 -- name: prune_workers
 -- Forget workers that have not been seen for a long time.

@@ -47,7 +47,9 @@ T = TypeVar("T")
 _FINAL_SQL = "'completed', 'failed', 'cancelled'"  # exactly as in the jobs_finished index
 FLOW_STARTS_MAX_AGE_MS = 31 * 86_400_000  # past the longest rate window (30 days)
 WORKER_FORGET_MS = 3600 * 1000
-AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a writer must checkpoint itself
+AUTOCHECKPOINT_PAGES = 8_000  # ~32 MB of WAL before a writer must checkpoint itself
+# A WAL file keeps its largest size once reset; after a checkpoint it is cut back to this.
+JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
 
 
 class Busy(Exception):
@@ -145,6 +147,7 @@ class SqliteStore:
         # Writers rarely checkpoint themselves (a checkpoint fsyncs); workers' keeper threads
         # do it in the background after each heartbeat, see `checkpoint`.
         conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             _add_columns(conn)
@@ -405,9 +408,13 @@ class SqliteStore:
             conn.execute(Q["log_keep"], params)
             return True
 
-    def checkpoint(self, conn: sqlite3.Connection) -> None:
-        """Copy the WAL back into the database file without blocking writers (PASSIVE)."""
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    def checkpoint(self, conn: sqlite3.Connection, mode: str = "PASSIVE") -> None:
+        """Copy the WAL back into the database file. PASSIVE (after each heartbeat) never
+        waits; TRUNCATE (after each retention pass) also empties the WAL file when no
+        reader or writer is in the way, so a WAL that readers kept from resetting under
+        steady load cannot grow for ever. Neither waits for the lock (busy: skipped)."""
+        assert mode in ("PASSIVE", "TRUNCATE")
+        conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
 
     # -- maintenance --------------------------------------------------------------------
     def now(self, conn: sqlite3.Connection) -> int:
@@ -433,9 +440,12 @@ class SqliteStore:
             for queue in queues:
                 for state, max_age, max_count in rules:
                     params = {"queue": queue, "state": state.value, "batch": retention.batch}
-                    n = conn.execute(Q["prune_by_age"],
-                                     {**params, "cutoff": now - max_age}).rowcount
-                    n += conn.execute(Q["prune_over_count"], {**params, "keep": max_count}).rowcount
+                    aged = conn.execute(Q["prune_by_age"],
+                                        {**params, "cutoff": now - max_age}).rowcount
+                    over = conn.execute(Q["prune_over_count"],
+                                        {**params, "keep": max_count}).rowcount
+                    pruned.more = pruned.more or retention.batch in (aged, over)
+                    n = aged + over
                     if n:
                         pruned.by_state[state.value] = pruned.by_state.get(state.value, 0) + n
                         pruned.jobs += n
@@ -445,8 +455,14 @@ class SqliteStore:
             conn.execute(Q["flow_prune_starts"], {"cutoff": now - FLOW_STARTS_MAX_AGE_MS})
             conn.execute(Q["flow_prune_pauses"], {"now": now})
             pruned.tombstones = conn.execute(Q["prune_tombstones"], {
-                "cutoff": now - retention.tombstones_max_age_ms,
+                "cutoff": now - retention.tombstones_max_age_ms, "batch": retention.batch,
             }).rowcount
+            pruned.tombstones += conn.execute(Q["prune_tombstones_over_count"], {
+                "keep": retention.tombstones_max_count * max(len(queues), 1),
+                "batch": retention.batch,
+            }).rowcount
+            pruned.more = pruned.more or retention.batch in (pruned.events,
+                                                              pruned.tombstones)
             pruned.workers = conn.execute(Q["prune_workers"], {
                 "cutoff": now - WORKER_FORGET_MS,
             }).rowcount

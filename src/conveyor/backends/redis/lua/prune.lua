@@ -10,6 +10,7 @@
 -- ARGV[5..6]   failed jobs: max age in ms, max count
 -- ARGV[7]      events: max age in ms
 -- ARGV[8]      tombstones: max age in ms
+-- ARGV[9]      tombstones: max count (the oldest beyond it are dropped)
 -- Returns {completed removed, cancelled removed, failed removed, events removed,
 --          ids whose tombstones were dropped}.
 
@@ -46,5 +47,11 @@ local dropped = redis.call('ZRANGEBYSCORE', TOMBSTONES, '-inf',
                            '(' .. int(now - tonumber(ARGV[8])), 'LIMIT', 0, batch)
 if #dropped > 0 then
   redis.call('ZREM', TOMBSTONES, unpack(dropped))
+end
+local over = math.min(redis.call('ZCARD', TOMBSTONES) - tonumber(ARGV[9]), batch - #dropped)
+if over > 0 then
+  local oldest = redis.call('ZRANGE', TOMBSTONES, 0, over - 1)
+  redis.call('ZREM', TOMBSTONES, unpack(oldest))
+  for _, id in ipairs(oldest) do dropped[#dropped + 1] = id end
 end
 return {completed, cancelled, failed, events, dropped}
