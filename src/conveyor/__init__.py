@@ -9,6 +9,7 @@ from .errors import (
     BackendUnavailableError,
     ConfigurationError,
     ConveyorError,
+    InvalidFlowError,
     InvalidJobError,
     InvalidOptionError,
     InvalidRequestError,
@@ -22,6 +23,7 @@ from .errors import (
     UnknownTaskError,
     WorkerStartError,
 )
+from .flows import Flow, chain, group
 from .handle import JobHandle
 from .jobs import Event, Job, JobState
 from .middleware import Enqueuing
@@ -44,6 +46,8 @@ __all__ = [
     "ConveyorError",
     "Enqueuing",
     "Event",
+    "Flow",
+    "InvalidFlowError",
     "InvalidJobError",
     "InvalidOptionError",
     "InvalidRequestError",
@@ -70,7 +74,9 @@ __all__ = [
     "Worker",
     "WorkerStartError",
     "__version__",
+    "chain",
     "current_job",
+    "group",
     "log",
     "progress",
 ]

@@ -28,6 +28,7 @@ from .errors import (
     UnknownTaskError,
 )
 from .flow.declare import FlowDeclarations
+from .flows import Flow
 from .handle import JobHandle
 from .jobs import Job
 from .middleware import Hook, Hooks
@@ -355,6 +356,36 @@ class Conveyor:
     def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> JobHandle[Any]:
         """Enqueue a task by name (CLI and HTTP use this)."""
         return self.enqueue_many([self.get_task(task_name).prepare(*args, **kwargs)])[0]
+
+    # -- flows (conveyor/flows) -----------------------------------------------------------
+    def new_flow(self) -> Flow:
+        """An empty graph of jobs: ``flow.add(job, after=[...])``, then ``flow.enqueue()``."""
+        return Flow(self)
+
+    def _flow_jobs(self, flow: Flow) -> list[NewJob]:
+        jobs = flow.build(self)
+        return self.hooks.prepared(jobs) if self.hooks.on_enqueue else jobs
+
+    def enqueue_flow(self, flow: Flow) -> list[JobHandle[Any]]:
+        """Store a flow (``chain``, ``group(...).then``, ``new_flow``) all at once."""
+        self._sync_backend()
+        stored = self.run_sync(self.backend.enqueue_flow, self._flow_jobs(flow))
+        return [JobHandle(self, job) for job in stored]
+
+    async def aenqueue_flow(self, flow: Flow) -> list[JobHandle[Any]]:
+        backend = await self._backend()
+        return [JobHandle(self, job) for job in
+                await backend.enqueue_flow(self._flow_jobs(flow))]
+
+    def get_flow(self, flow_id: str) -> list[Job]:
+        """Every job of a flow, in the order added ([] for an unknown flow)."""
+        self._sync_backend()
+        return self.run_sync(self.backend.flow_jobs, flow_id)
+
+    def cancel_flow(self, flow_id: str) -> list[str]:
+        """Cancel what has not run of a flow (running jobs get a cancel request)."""
+        self._sync_backend()
+        return self.run_sync(self.backend.cancel_flow, flow_id)
 
     # -- reading ------------------------------------------------------------------------
     def _found(self, job: Job | None, job_id: str, removed_at: int | None) -> JobHandle[Any]:

@@ -31,6 +31,8 @@ class JobContext:
     # called with ("progress" | "log", value) from any thread; set by whoever runs the job
     report: Callable[[str, Any], None]
     cancel_requested: bool = False  # set by the worker; a plain flag is enough under the GIL
+    # flows: each dependency's {task, state, result, error}, read before the attempt
+    dependencies: dict[str, dict[str, Any]] | None = None
 
     @property
     def id(self) -> str:
@@ -39,6 +41,18 @@ class JobContext:
     @property
     def attempt(self) -> int:
         return self.job.attempt
+
+    def dependency_results(self) -> dict[str, Any]:
+        """Results of the dependencies that completed, by job id, in the flow's order
+        ({} for a job without dependencies)."""
+        return {k: d["result"] for k, d in (self.dependencies or {}).items()
+                if d["state"] == "completed"}
+
+    def dependency_failures(self) -> dict[str, dict[str, Any] | None]:
+        """The last error of each dependency that did not complete (a flow's callback
+        with on_failure="continue" runs after failures too)."""
+        return {k: d["error"] for k, d in (self.dependencies or {}).items()
+                if d["state"] != "completed"}
 
     @property
     def cancelled(self) -> bool:

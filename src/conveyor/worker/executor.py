@@ -30,6 +30,8 @@ import orjson
 from .. import backoff
 from ..backends.base import Claim, Outcome, Settlement
 from ..context import JobContext, reset_current, set_current
+from ..flows import META
+from ..flows import runtime as flow_runtime
 from ..outcomes import Cancel, NonRetryableError, Retry
 from ..serialization import dumps
 from .processes import Encoded, ProcessPool, TaskError
@@ -122,6 +124,8 @@ class Executor:
                 raise TaskError({"type": "UnknownTask", "traceback": None,
                                  "message": f"no task {job.task!r} in worker {self.worker_id}"},
                                 True)
+            if META in job.meta:
+                await self._flow_inputs(running)
             encoded = _encode(await self._execute(task, running))
             settlement = Settlement(job.id, claim.token, Outcome.COMPLETED, result_json=encoded)
             self.processed += 1
@@ -141,6 +145,14 @@ class Executor:
                 await running.reporter
         del self.running[job.id]
         self._finished(job.id, settlement)
+
+    async def _flow_inputs(self, running: Running) -> None:
+        """A flow's job: its dependencies' outcomes, and the result passed to it."""
+        deps = await flow_runtime.dependencies(self.app.backend, running.claim.job)
+        job = flow_runtime.with_result(running.claim.job, deps)
+        running.claim = Claim(job, running.claim.token)
+        running.ctx.job = job
+        running.ctx.dependencies = deps
 
     async def _execute(self, task: Task[Any, Any], running: Running) -> Any:
         """One attempt, inside the app's middleware (see middleware.py)."""

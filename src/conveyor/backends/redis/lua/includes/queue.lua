@@ -3,9 +3,6 @@
 local JOB, WAITING, DELAYED, ACTIVE, COMPLETED, FAILED, CANCELLED, JOBS, DEDUP,
       TOMBSTONES, EVENTS, META, WAKE = unpack(KEYS, 1, 13)
 local FINISHED = {completed = COMPLETED, failed = FAILED, cancelled = CANCELLED}
--- flows: the queue's jobs waiting for their dependencies, score created_at; named from
--- the job prefix ("P:{q:Q}:job:" -> "P:{q:Q}:blocked"), in the queue's slot like its jobs
-local BLOCKED = string.sub(JOB, 1, -5) .. 'blocked'
 local WAKE_CAP = 16  -- wake-up tokens kept for idle workers; keep in step with keyspace.py
 
 local function job_key(id)

@@ -1,0 +1,59 @@
+"""Tasks for the flow tests; each run appends "<job id> <task> <attempt> <pid>" to the
+ledger file in $FLOW_LEDGER, so a test can check order and count runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from conveyor import Conveyor, NonRetryableError, Retry, current_job
+
+app = Conveyor()  # CONVEYOR_URL points it at the test's database
+
+
+def _record(task: str) -> None:
+    job = current_job()
+    with open(os.environ["FLOW_LEDGER"], "a") as f:
+        f.write(f"{job.id} {task} {job.attempt} {os.getpid()}\n")
+
+
+@app.task
+async def number(n: int) -> int:
+    _record("number")
+    return n
+
+
+@app.task
+async def add(n: int, previous: int | None = None) -> int:
+    _record("add")
+    return (previous or 0) + n
+
+
+@app.task
+def boom(n: int = 0) -> None:
+    _record("boom")
+    raise NonRetryableError("boom")
+
+
+@app.task(attempts=10)
+async def flaky(fail_times: int) -> int:
+    _record("flaky")
+    if current_job().attempt <= fail_times:
+        raise Retry(delay=0)
+    return current_job().attempt
+
+
+@app.task
+async def collect(results: list[Any] | None = None) -> dict[str, Any]:
+    _record("collect")
+    ctx = current_job()
+    return {"passed": results, "results": list(ctx.dependency_results().values()),
+            "failures": len(ctx.dependency_failures())}
+
+
+@app.task(attempts=3)
+async def flaky_callback(results: list[Any] | None = None) -> int:
+    _record("flaky_callback")
+    if current_job().attempt < 3:
+        raise Retry(delay=0)
+    return sum(r for r in results or [] if r is not None)
