@@ -22,7 +22,7 @@ from ..errors import ConveyorError
 from ..web.guard import OpenModeGuard
 from ..web.hub import EventHub
 from ..web.settings import HttpSettings
-from . import access, actions, pages, schedules, streams
+from . import access, actions, limits, pages, schedules, streams
 from .access import LoginRequired, Refused, login_redirect
 from .live import Live
 from .revocation import Revocations
@@ -66,7 +66,8 @@ def create_dashboard(conveyor: Conveyor, settings: HttpSettings | None = None, *
     settings = settings or HttpSettings.from_env()
     revocations = Revocations(conveyor)
     app = Starlette(
-        routes=[*pages.routes, *actions.routes, *schedules.routes, *access.routes, *streams.routes,
+        routes=[*pages.routes, *actions.routes, *schedules.routes, *limits.routes, *access.routes,
+                *streams.routes,
                 Mount("/static", StaticFiles(directory=HERE / "static", check_dir=False),
                       name="static")],
         middleware=[Middleware(SessionMiddleware, settings=settings,

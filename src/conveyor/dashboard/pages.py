@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ..backends.base import Backend, JobFilter
 from ..errors import InvalidRequestError
+from ..flow.why import describe, why_waiting
 from ..jobs import Job, JobState
 from .access import viewer
 from .timeline import attempts, timeline
@@ -107,11 +108,18 @@ async def job_page(request: Request) -> Response:
         return error_page(request, 404, "Job not found",
                           f"No job with id {job_id} exists. Check the id; jobs are never "
                           "shown as pending when they do not exist.", now=snap.now, dead=dead)
-    return render(request, "job.html", now=snap.now, dead=dead, **job_context(job, snap.now))
+    return render(request, "job.html", now=snap.now, dead=dead,
+                  **job_context(job, snap.now, await waiting_of(backend, job)))
 
 
-def job_context(job: Job, now: int) -> dict[str, Any]:
-    return {"job": job, "timeline": timeline(job, now), "attempts": attempts(job)}
+async def waiting_of(backend: Backend, job: Job) -> list[str]:
+    """Why a waiting or delayed job is not running, one sentence per reason."""
+    return [describe(r) for r in await why_waiting(backend, job)]
+
+
+def job_context(job: Job, now: int, waiting: list[str] | None = None) -> dict[str, Any]:
+    return {"job": job, "timeline": timeline(job, now), "attempts": attempts(job),
+            "waiting": waiting or []}
 
 
 FIND_SCAN = 50_000  # jobs, newest first, that "go to job" looks through for a fragment

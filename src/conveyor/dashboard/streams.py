@@ -23,7 +23,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..jobs import JobState
-from .pages import job_context
+from .pages import job_context, waiting_of
 from .session import principal, session_of
 from .views import dashboard_of, fragment, live_workers, queue_rows, totals
 
@@ -115,7 +115,7 @@ async def job(request: Request) -> Response:
     return _stream(_job(request, request.path_params["job_id"]))
 
 
-JOB_BLOCKS = ("job-head", "job-progress", "job-facts", "job-timeline", "job-errors",
+JOB_BLOCKS = ("job-head", "job-waiting", "job-progress", "job-facts", "job-timeline", "job-errors",
               "job-logs", "job-result")
 
 
@@ -133,7 +133,7 @@ async def _job(request: Request, job_id: str) -> AsyncIterator[str]:
                 yield message("end", "removed", last_id)
                 return
             now = await backend.now()
-            context = job_context(current, now)
+            context = job_context(current, now, await waiting_of(backend, current))
             for name in JOB_BLOCKS:
                 html = fragment(request, f"_{name.replace('-', '_')}.html", now=now, **context)
                 if sent.get(name) != html:
