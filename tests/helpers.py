@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -69,9 +70,13 @@ class WorkerProcess:
 
     def __init__(self, url: str, *args: str, app: str = "tests.worker_app:app") -> None:
         env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(ROOT)}
+        # A file, not a pipe: a worker logs a line per job, and a pipe nobody reads until
+        # stop() fills up and blocks it.
+        self._output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())
+        self._said = ""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "worker", app, *args],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env, cwd=ROOT, stdout=self._output, stderr=subprocess.STDOUT, text=True,
         )
 
     def signal(self, sig: int) -> None:
@@ -85,8 +90,12 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
+            self.proc.wait()
+        if not self._output.closed:  # stop() may come twice (the test, then its fixture)
+            self._output.seek(0)
+            self._said = self._output.read()
+            self._output.close()
+        return self._said

@@ -5,6 +5,7 @@ job ids as lists show them (a unique start or end is enough)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tests.test_cli import (
     ok,
     run,
     url,
+    wait_for,
 )
 
 __all__ = ["redis_server", "url"]  # fixtures, used by name
@@ -105,3 +107,24 @@ def test_commands_find_a_job_by_the_start_or_end_of_its_id(url: str) -> None:
     assert "more than one job id" in ambiguous.stderr and ambiguous.stderr.count("\n") == 1
     missing = run("job", "ffffffffffff")
     assert missing.stderr == "error: no job with id 'ffffffffffff'\n"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_worker_with_process_children_without_tracebacks(
+        url: str, tmp_path: Path) -> None:
+    err = tmp_path / "worker.err"
+    job_id = enqueue("chatty_child")
+    with err.open("w") as stderr:  # its own session: Ctrl-C reaches the whole group
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker"], cwd=ROOT, stderr=stderr,
+            stdout=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": PYTHONPATH})
+    try:
+        wait_for(lambda: job_state(job_id) == "completed", "the child's job")
+        os.killpg(worker.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        assert worker.wait(30) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert "Traceback" not in err.read_text() and "KeyboardInterrupt" not in err.read_text()

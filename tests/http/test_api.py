@@ -178,6 +178,7 @@ async def test_workers_lists_live_workers(client: httpx.AsyncClient,
         [seen] = workers
         assert seen["id"] == worker.id and seen["queues"] == ["default"]
         assert seen["concurrency"] == 2 and seen["last_seen_at"].endswith("Z")
+        assert seen["group"] is None  # a lone worker, not one of `conveyor worker -p N`
     finally:
         worker.stop(hard=True)
         await running

@@ -216,6 +216,8 @@ class WorkerStatus(BaseModel):
     in_flight: int
     started_at: dt.datetime | None
     last_seen_at: dt.datetime | None
+    group: str | None = Field(None, description="The supervisor shared by the worker "
+                              "processes of one `conveyor worker -p N` (null: a lone worker).")
 
 
 class LimitSpec(BaseModel):
@@ -337,7 +339,8 @@ def queue_status(info: QueueInfo, now_ms: int) -> dict[str, Any]:
 def worker_status(info: WorkerInfo) -> dict[str, Any]:
     return {"id": info.id, "host": info.host, "pid": info.pid, "queues": list(info.queues),
             "concurrency": info.concurrency, "in_flight": info.in_flight,
-            "started_at": iso(info.started_at), "last_seen_at": iso(info.last_seen_at)}
+            "started_at": iso(info.started_at), "last_seen_at": iso(info.last_seen_at),
+            "group": info.group}
 
 
 def json_response(body: Any, status: int = 200,

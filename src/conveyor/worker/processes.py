@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import signal
 import sys
 import time
 import traceback
@@ -47,6 +48,8 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
     app runs the app's worker start hooks here; a clean exit runs its stop hooks."""
     started: list[Any] = []  # the apps whose start hooks ran in this child
     configure_from_env()  # log like the worker that started us (job fields included)
+    # A terminal's Ctrl-C reaches the whole process group: the worker stops us itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         while True:
             try:
