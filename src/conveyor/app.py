@@ -216,6 +216,10 @@ class Conveyor:
 
     def _store_limits_on_worker_start(self) -> None:
         from .flow.api import store_declared
+        from .flow.plugin import FlowPlugin
+
+        if self.plugin(FlowPlugin.name) is None:  # the gauges of flow/metrics.py
+            self.install(FlowPlugin())
 
         async def store_limits() -> None:
             await store_declared(self)

@@ -1,19 +1,29 @@
 """Flow control over HTTP: /v1/limits lists every limiter with its use and the jobs it
 holds back, admins change and reset one (read tokens are refused, nothing changes), bad
-specs and unknown names are problems, and GET /v1/jobs/{id} says why a job waits."""
+specs and unknown names are problems, GET /v1/jobs/{id} says why a job waits, and
+/metrics gauges blocked and active jobs per limiter and key with bounded cardinality."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor import Conveyor
+from conveyor.backends.base import WorkerInfo
+from conveyor.flow.api import store_declared
+from conveyor.flow.metrics import TOP_KEYS
 from conveyor.http import create_app
 from tests import flow_app
 from tests.http.conftest import ADMIN, READ, settings
+
+PROMTOOL = shutil.which("promtool")
 
 
 @pytest.fixture
@@ -135,3 +145,44 @@ async def test_an_unknown_limiter_is_404(client: httpx.AsyncClient, flow: Convey
         assert answer.json()["type"].endswith("unknown-limiter")
     several = await client.patch("/v1/limits/queue", json={"concurrency": 2})
     assert several.status_code == 200  # one queue has its own limits: the name is unique
+
+
+def samples(text: str, name: str) -> dict[tuple[str, ...], float]:
+    return {tuple(s.labels[k] for k in ("queue", "limiter", "key") if k in s.labels): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == name}
+
+
+async def test_metrics_gauge_blocked_and_active_jobs_per_limiter_and_key(
+        client: httpx.AsyncClient, flow: Conveyor) -> None:
+    await flow_app.hold_one(flow)
+    text = (await client.get("/metrics")).text
+    blocked = samples(text, "conveyor_flow_blocked_jobs")
+    assert blocked == {("llm", "task:ask", "acme"): 1, ("llm", "task:ask", "~other"): 0,
+                       ("mail", "queue", "~other"): 0}
+    active = samples(text, "conveyor_flow_active_jobs")
+    assert active[("llm", "task:ask", "acme")] == 1 and active[("llm", "task:ask", "globex")] == 1
+    assert samples(text, "conveyor_flow_limit_concurrency") == {("llm", "task:ask"): 1}
+    assert samples(text, "conveyor_flow_limit_rate_per_second") == {
+        ("llm", "task:ask"): pytest.approx(100 / 60), ("mail", "queue"): 10}
+    if PROMTOOL is not None:
+        checked = await asyncio.to_thread(subprocess.run, [PROMTOOL, "check", "metrics"],
+                                          input=text, text=True, capture_output=True)
+        assert "conveyor_flow" not in checked.stdout + checked.stderr
+
+
+async def test_metrics_keep_the_top_keys_and_sum_the_rest(
+        client: httpx.AsyncClient, flow: Conveyor) -> None:
+    await store_declared(flow)
+    tenants = [f"t{i:02}" for i in range(TOP_KEYS + 5)]
+    for tenant in tenants:  # each tenant: one job runs, 1 + its number wait behind it
+        for _ in range(2 + int(tenant[1:])):
+            await flow_app.ask.aenqueue(tenant)
+    await flow.backend.heartbeat(WorkerInfo("w", "h", 1, ("llm",), 100), [], 60_000)
+    assert len((await flow.backend.fetch(["llm"], 100, "w", 60_000)).claims) == len(tenants)
+    assert (await flow.backend.fetch(["llm"], 100, "w", 60_000)).claims == []
+    blocked = samples((await client.get("/metrics")).text, "conveyor_flow_blocked_jobs")
+    mine = {key: n for (_, limiter, key), n in blocked.items() if limiter == "task:ask"}
+    assert len(mine) == TOP_KEYS + 1
+    assert min(v for k, v in mine.items() if k != "~other") == 1 + 5  # t05 and up are kept
+    assert mine["~other"] == sum(1 + i for i in range(5))  # t00..t04, summed
