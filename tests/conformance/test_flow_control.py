@@ -157,6 +157,23 @@ async def test_a_blocked_key_does_not_block_the_jobs_behind_it(backend: Backend)
     assert first[0] == a[0] and b[0] in first and a[1] not in first
 
 
+async def test_limits_count_blocked_jobs_under_the_gate_that_holds_them(
+        backend: Backend) -> None:
+    await declare(backend, concurrency=1, rate=Rate(100, 60_000))
+    await declare(backend, Rate(1000, 60_000), name="shared")
+    jobs = [new_job(flow=group((TASK, "r", "a"), ("shared", "", ""))) for _ in range(3)]
+    await backend.enqueue(jobs)
+    assert len(await claim(backend)) == 1
+    assert await claim(backend) == []  # the claim finds the group held by the full slot
+    found = {i.name: i for i in await backend.limits()}
+    assert found[TASK].blocked == {"a": 2}  # the concurrency key, not the rate key "r"
+    assert found["shared"].blocked == {}  # it passes the shared limiter: not held there
+    assert {u.key: (u.active, u.starts) for u in found[TASK].use} == {"a": (1, 0),
+                                                                      "r": (0, 1)}
+    await backend.set_limit("q", TASK, Limit(concurrency=5).to_json())
+    assert {i.name: i.blocked for i in await backend.limits()}[TASK] == {}  # freed
+
+
 async def test_higher_priority_starts_first_among_jobs_that_may_start(backend: Backend) -> None:
     await declare(backend, concurrency=100)
     low = await enqueue(backend, 1, ckey="low", priority=0)

@@ -220,7 +220,10 @@ class LimitInfo:
     declared: dict[str, Any] | None  # as declared in code (written by a starting worker)
     override: dict[str, Any] | None  # changed at runtime; wins over `declared`
     use: tuple[LimitUse, ...] = ()
-    blocked: dict[str, int] = field(default_factory=dict)  # key -> waiting jobs blocked
+    # key -> waiting jobs the claim found held back *by this limiter* under that key (its
+    # concurrency key for a full slot, its rate key for a full window or a pause); a job
+    # that passes this limiter but waits on another is not counted here
+    blocked: dict[str, int] = field(default_factory=dict)
 
     @property
     def effective(self) -> dict[str, Any] | None:

@@ -254,12 +254,7 @@ def limits(conn: sqlite3.Connection, q: dict[str, str], now: int) -> list[LimitI
                 "SELECT key, count(*) FROM flow_starts WHERE queue = ? AND limiter = ? "
                 "AND at > ? GROUP BY key", (queue, lim, now - rate.window_ms)):
             entry(queue, lim, key)["starts"] = count
-    blocked: dict[tuple[str, str], dict[str, int]] = {}
-    for queue, grp, _until, _parked, waiting in conn.execute(q["flow_blocked_groups"],
-                                                              {"now": now}):
-        for lim, rkey, _ckey in orjson.loads(grp):
-            per_key = blocked.setdefault((queue, lim), {})
-            per_key[rkey] = per_key.get(rkey, 0) + waiting
+    blocked = _blocked(conn, q, now)
     return [
         LimitInfo(queue=queue, name=name,
                   declared=None if declared is None else orjson.loads(declared),
@@ -268,3 +263,24 @@ def limits(conn: sqlite3.Connection, q: dict[str, str], now: int) -> list[LimitI
                   blocked=blocked.get((queue, name), {}))
         for queue, name, declared, override in stored
     ]
+
+
+def _blocked(conn: sqlite3.Connection, q: dict[str, str],
+             now: int) -> dict[tuple[str, str], dict[str, int]]:
+    """(queue, limiter) -> key -> waiting jobs held back. A group the claim found blocked
+    counts only under the gates that hold it now (a full slot under its concurrency key,
+    a full window or a pause under its rate key), not under every limiter it passes; one
+    that a runtime change has freed counts nowhere."""
+    blocked: dict[tuple[str, str], dict[str, int]] = {}
+    gates: dict[str, Gates] = {}
+    for queue, grp, _until, _parked, waiting in conn.execute(q["flow_blocked_groups"],
+                                                              {"now": now}):
+        if queue not in gates:
+            gates[queue] = Gates(conn, q, queue, now, load_limits(conn, q, queue),
+                                 read_only=True)
+        verdict = gates[queue].verdict(orjson.loads(grp))
+        holding = {(r["limiter"], r["key"]) for r in verdict.reasons}
+        for lim, key in holding:
+            per_key = blocked.setdefault((queue, lim), {})
+            per_key[key] = per_key.get(key, 0) + waiting
+    return blocked
