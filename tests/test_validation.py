@@ -167,7 +167,7 @@ def test_process_tasks_must_be_importable(app: Conveyor) -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(conveyor.__all__) == sorted([
         "ArgumentsError", "Backend", "BackendError", "BackendUnavailableError", "Cancel",
-        "Capabilities", "ConfigurationError", "Conveyor", "ConveyorError", "Enqueuing",
+        "Capabilities", "ConfigurationError", "Conveyor", "ConveyorError", "Dedup", "Enqueuing",
         "Event", "InvalidJobError", "InvalidOptionError", "InvalidRequestError", "Job",
         "JobCancelledError", "JobContext", "JobFailedError", "JobFilter", "JobHandle",
         "JobNotFoundError", "JobOptions", "JobRemovedError", "JobState", "JobStateError",

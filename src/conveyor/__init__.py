@@ -3,6 +3,7 @@
 from .app import Conveyor
 from .backends.base import Backend, Capabilities, JobFilter, Retention
 from .context import JobContext, current_job, log, progress
+from .dedup import Dedup
 from .errors import (
     ArgumentsError,
     BackendError,
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
+    "Dedup",
     "Enqueuing",
     "Event",
     "Flow",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 from . import operations
 from .backends import backend_for
 from .backends.base import Backend, JobFilter, NewJob, QueueInfo, Retention
+from .dedup import Dedup
 from .errors import (
     ConfigurationError,
     JobNotFoundError,
@@ -109,6 +110,8 @@ class Conveyor:
         concurrency: int | None = ...,
         concurrency_key: str | Callable[..., Any] | None = ...,
         limiters: Sequence[str] = ...,
+        dedup: Dedup | None = ...,
+        expires: float | str | None = ...,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -131,12 +134,14 @@ class Conveyor:
         concurrency: int | None = None,
         concurrency_key: str | Callable[..., Any] | None = None,
         limiters: Sequence[str] = (),
+        dedup: Dedup | None = None, expires: float | str | None = None,
     ) -> Any:
         """Register a function as a task (usable bare, ``@app.task``, or with options).
 
         expose=True lets the HTTP API enqueue it; other tasks cannot be called over HTTP.
         rate_limit ("100/m"), concurrency, their keys (an argument name or a callable) and
         shared `limiters` are flow control, enforced across every worker (conveyor/flow).
+        dedup=Dedup(...) and expires= (not started by then: cancelled): conveyor/dedup.py.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -144,11 +149,10 @@ class Conveyor:
             if task_name in self.tasks and self.tasks[task_name].fn is not func:
                 raise ConfigurationError(
                     f"a task named {task_name!r} is registered already; pass name= to tell "
-                    "them apart"
-                )
+                    "them apart")
             checked = check_options(queue=queue or self.default_queue, priority=priority,
                                     attempts=attempts, max_stalls=max_stalls, timeout=timeout,
-                                    backoff=backoff)
+                                    backoff=backoff, dedup=dedup, expires=expires)
             is_async = asyncio.iscoroutinefunction(func)
             chosen: Executor = executor or ("async" if is_async else "thread")
             if chosen not in ("async", "thread", "process"):
@@ -158,8 +162,7 @@ class Conveyor:
             if chosen == "process" and "<locals>" in func.__qualname__:
                 raise ConfigurationError(
                     f"{task_name}: process-executor tasks must be defined at module level, "
-                    "so the child process can import them"
-                )
+                    "so the child process can import them")
             task: Task[Any, Any] = Task(self, func, task_name, JobOptions(**checked), chosen,
                                         tuple(non_retryable), exposed=expose)
             self.flow.task(task, rate_limit=rate_limit, rate_key=rate_key,

@@ -31,6 +31,11 @@ class JobHandle(Generic[R]):
         return self.job.id
 
     @property
+    def folded_into(self) -> str | None:
+        """The existing job this enqueue was folded into (a dedup mode or key), else None."""
+        return None if self.created else self.job.id
+
+    @property
     def state(self) -> JobState:
         """The state at the last refresh (or enqueue)."""
         return self.job.state

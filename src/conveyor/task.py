@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 from . import backoff as backoff_mod
 from .backends.base import NewJob
+from .dedup import Dedup, check_dedup
 from .errors import ConfigurationError, InvalidOptionError, PayloadTooLargeError
 from .flow.spec import check_flow_key
 from .ids import new_job_id
@@ -32,7 +33,7 @@ MAX_KEY_LENGTH = 255
 MAX_QUEUE_NAME = 100
 # What `check_options` takes; every other option of `task.options` belongs to a plugin.
 CORE_OPTIONS = ("queue", "priority", "attempts", "max_stalls", "timeout", "backoff", "delay",
-                "run_at", "key", "meta", "rate_key", "concurrency_key")
+                "run_at", "key", "meta", "rate_key", "concurrency_key", "dedup", "expires")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class JobOptions:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     rate_key: str | None = None  # this job's key for its rate limit (conveyor/flow)
     concurrency_key: str | None = None
+    dedup: Dedup | None = None  # conveyor/dedup.py
+    expires: float | None = None  # seconds after enqueue: not started by then -> cancelled
 
 
 def check_options(
@@ -68,6 +71,8 @@ def check_options(
     meta: Any = None,
     rate_key: Any = None,
     concurrency_key: Any = None,
+    dedup: Any = None,
+    expires: Any = None,
 ) -> dict[str, Any]:
     """Validate option values (None = not given) into JobOptions fields."""
     out: dict[str, Any] = {}
@@ -95,6 +100,7 @@ def check_options(
     if meta is not None:
         out["meta"] = _check_meta(meta)
     out.update(_check_flow_keys(rate_key=rate_key, concurrency_key=concurrency_key))
+    out.update(_check_once(dedup, expires))
     return out
 
 
@@ -117,6 +123,18 @@ def _check_timeout(timeout: Any) -> float:
     if seconds <= 0:
         raise InvalidOptionError("timeout must be > 0 seconds")
     return seconds
+
+
+def _check_once(dedup: Any, expires: Any) -> dict[str, Any]:
+    """dedup= and expires= (conveyor/dedup.py)."""
+    out: dict[str, Any] = {}
+    if dedup is not None:
+        out["dedup"] = check_dedup(dedup)
+    if expires is not None:
+        out["expires"] = _seconds(expires, "expires")
+        if out["expires"] <= 0:
+            raise InvalidOptionError("expires must be > 0 seconds")
+    return out
 
 
 def _check_run_at(run_at: Any) -> dt.datetime:
@@ -206,6 +224,8 @@ class Task(Generic[P, R]):
         meta: dict[str, Any] | None = None,
         rate_key: str | int | None = None,
         concurrency_key: str | int | None = None,
+        dedup: Dedup | None = None,
+        expires: float | str | dt.timedelta | None = None,
         **extra: Any,
     ) -> Task[P, R]:
         """A copy of this task whose next enqueues use these options.
@@ -216,7 +236,8 @@ class Task(Generic[P, R]):
         changes = check_options(queue=queue, priority=priority, attempts=attempts,
                                 max_stalls=max_stalls, timeout=timeout, backoff=backoff,
                                 delay=delay, run_at=run_at, key=key, meta=meta,
-                                rate_key=rate_key, concurrency_key=concurrency_key)
+                                rate_key=rate_key, concurrency_key=concurrency_key,
+                                dedup=dedup, expires=expires)
         if extra:
             given = {k: v for k, v in extra.items() if v is not None}
             if given:
@@ -237,7 +258,7 @@ class Task(Generic[P, R]):
         size = len(args_json) + len(kwargs_json)
         if size > self.app.max_payload_bytes:
             raise PayloadTooLargeError(size, self.app.max_payload_bytes)
-        return NewJob(
+        new = NewJob(
             id=new_job_id(),
             queue=opts.queue,
             task=self.name,
@@ -254,6 +275,38 @@ class Task(Generic[P, R]):
             meta_json=dumps(opts.meta) if opts.meta else "{}",
             flow=self._flow_group(opts, args, kwargs),
         )
+        if opts.dedup is None and opts.expires is None:
+            return new
+        return dataclasses.replace(new, **self._once(opts, args, kwargs))
+
+    def _once(self, opts: JobOptions, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A call's dedup spec and expiry (conveyor/dedup.py): a debounced job is due
+        its quiet time after the enqueue."""
+        out: dict[str, Any] = {}
+        delay = opts.delay
+        if opts.dedup is not None:
+            spec = opts.dedup.spec(self.name, args, kwargs, lambda: self._by_name(args, kwargs))
+            out["dedup"] = spec
+            if spec.mode == "debounce":
+                out["delay_ms"], out["run_at_ms"] = spec.window_ms, None
+                delay = spec.window_ms / 1000
+        if opts.expires is not None:
+            if delay >= opts.expires:
+                raise InvalidOptionError(f"{self.name}: expires ({opts.expires:g}s) must be "
+                                         f"later than the job's delay ({delay:g}s)")
+            out["expires_ms"] = round(opts.expires * 1000)
+        return out
+
+    def _by_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name (a **kwargs parameter's spread out)."""
+        bound = self.signature.inner.bind(*args, **kwargs)
+        bound.apply_defaults()
+        named = dict(bound.arguments)
+        for name, param in self.signature.inner.parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                named.update(named.pop(name, {}))
+        return named
 
     def _flow_group(self, opts: JobOptions, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> str | None:

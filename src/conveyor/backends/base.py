@@ -55,6 +55,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..dedup import DedupSpec
 from ..errors import ConfigurationError
 from ..jobs import Event, Job, JobState
 from ..stopping import cancel_until_done
@@ -109,6 +110,13 @@ class NewJob:
     # waits for, as (job id, failure policy "fail" | "continue" | "skip")
     flow_id: str | None = None
     parents: tuple[tuple[str, str], ...] = ()
+    dedup: DedupSpec | None = None  # fold into the key's holder instead (conveyor/dedup.py)
+    expires_ms: int | None = None  # not started this long after the enqueue: cancelled
+
+    @property
+    def special(self) -> bool:
+        """Needs the enqueue path that decides dedup modes and records expiry."""
+        return self.dedup is not None or self.expires_ms is not None
 
 
 @dataclass(frozen=True, slots=True)

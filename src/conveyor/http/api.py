@@ -29,6 +29,8 @@ from starlette.routing import Route
 
 from .. import queues
 from ..backends.base import JobFilter
+from ..dedup import Dedup
+from ..errors import InvalidOptionError
 from ..flow.why import as_json, why_waiting
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
@@ -74,6 +76,11 @@ def _options(body: m.EnqueueRequest) -> dict[str, Any]:
                                                 HASHED_IDEMPOTENCY_PREFIX)):
         raise _field_problem(["body", "options", "key"],
                              "keys starting with 'idem:' are reserved for Idempotency-Key")
+    if "dedup" in options:
+        try:
+            options["dedup"] = Dedup(**options["dedup"])
+        except InvalidOptionError as exc:
+            raise _field_problem(["body", "options", "dedup"], str(exc)) from None
     return options
 
 

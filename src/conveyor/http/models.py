@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StrictBool,
     StrictFloat,
     StrictInt,
     WithJsonSchema,
@@ -64,6 +65,33 @@ def _date_time_text(value: Any) -> Any:
 
 
 # -- requests ------------------------------------------------------------------------------
+Duration = Annotated[float, Strict(), Field(ge=0, le=MAX_DELAY_SECONDS)] | Annotated[
+    str, Field(pattern=DURATION_PATTERN)]
+
+
+class DedupOptions(BaseModel):
+    """A dedup mode (see the README's "Dedup modes and expiry"); the combination is
+    checked as in Python (conveyor.Dedup), a bad one is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN,
+                     description="The dedup key; '{name}' takes the call's argument name.")
+    until: Literal["started", "finished"] | None = Field(
+        default=None, description="Fold into the key's job until it started / finished "
+                                  "(default 'finished').")
+    ttl: Duration | None = Field(default=None, description="Throttle: fold for this long "
+                                                           "after the first enqueue.")
+    debounce: Duration | None = Field(default=None, description="Run this long after the "
+                                                                "last enqueue of a burst.")
+    max_wait: Duration | None = Field(default=None, description="Debounce: at most this "
+                                                                "long after the first.")
+    replace: StrictBool = Field(default=False, description="A fold gives the pending job "
+                                                           "the newest arguments.")
+    keep_last: StrictBool = Field(default=False, description="While the key's job runs, "
+                                                             "keep one pending copy.")
+
+
 class EnqueueOptions(BaseModel):
     """Per-job options; anything left out takes the task's default."""
 
@@ -88,6 +116,10 @@ class EnqueueOptions(BaseModel):
         description="Deduplication key: while a job with this key is kept, enqueueing "
                     "again returns it instead of a new job (whatever the arguments). For "
                     "retry-safe requests prefer the Idempotency-Key header.")
+    dedup: DedupOptions | None = Field(default=None, description="Fold this enqueue into "
+                                       "an existing job (a dedup mode).")
+    expires: Duration | None = Field(default=None, description="Not started this long "
+                                     "after the enqueue: cancelled, reason 'expired'.")
     attempts: StrictInt | None = Field(default=None, ge=1, le=1000,
                                  description="Attempts before the job fails.")
     timeout: StrictFloat | None = Field(default=None, gt=0, le=MAX_DELAY_SECONDS,
@@ -127,6 +159,8 @@ class JobAccepted(BaseModel):
     state: JobState
     created: bool = Field(description="False when an existing job (same key or "
                                       "Idempotency-Key) was returned instead of a new one.")
+    folded_into: str | None = Field(description="The existing job's id when this enqueue "
+                                                "was folded into it (created is false).")
     created_at: dt.datetime
     scheduled_at: dt.datetime
     status_url: str
@@ -311,7 +345,8 @@ def job_status(job: Job, base: str) -> dict[str, Any]:
 
 def accepted(job: Job, created: bool, base: str) -> dict[str, Any]:
     return {"id": job.id, "task": job.task, "queue": job.queue, "state": job.state.value,
-            "created": created, "created_at": iso(job.created_at),
+            "created": created, "folded_into": None if created else job.id,
+            "created_at": iso(job.created_at),
             "scheduled_at": iso(job.scheduled_at), **links(base, job.id)}
 
 

@@ -118,6 +118,7 @@ class RedisBackend(RedisSchedules, Backend):
             keys = [*self.keys.queue(queue).keys, self.keys.queues]
             shards: dict[str, int] = {}
             args: list[Any] = [self.settings.events_max_len, queue, 1]
+            special = any(jobs[i].special for i in positions)
             for i in positions:
                 shard = self.keys.index(jobs[i].id)
                 place = shards.get(shard)
@@ -126,7 +127,9 @@ class RedisBackend(RedisSchedules, Backend):
                     place = shards[shard] = len(keys)
                 args += codec.new_job_args(jobs[i])
                 args.append(place)
-            batch.script("enqueue", keys, args)
+                if special:
+                    args += codec.once_args(jobs[i])
+            batch.script("enqueue_dedup" if special else "enqueue", keys, args)
         elsewhere: list[int] = []
         for positions, stored in zip(groups.values(), await self._run(batch), strict=True):
             for i, reply in zip(positions, stored, strict=True):

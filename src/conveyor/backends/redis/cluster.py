@@ -62,10 +62,13 @@ async def enqueue(conn: Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
     batch = Batch()
     for queue, positions in groups.items():
         args: list[Any] = [queue, 0]
+        special = any(jobs[i].special for i in positions)
         for i in positions:
             args += codec.new_job_args(jobs[i])
             args.append("")
-        conn.queue_script(batch, "enqueue", queue, *args)
+            if special:
+                args += codec.once_args(jobs[i])
+        conn.queue_script(batch, "enqueue_dedup" if special else "enqueue", queue, *args)
     try:
         results = await conn.run(batch)
     except OutcomeUnknown:

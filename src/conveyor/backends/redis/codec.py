@@ -141,6 +141,18 @@ def new_job_args(new: NewJob) -> list[Any]:
     ]
 
 
+def once_args(new: NewJob) -> list[Any]:
+    """The 6 values enqueue_dedup.lua takes per job after enqueue.lua's 10: its dedup
+    mode (conveyor/dedup.py) and expiry."""
+    spec = new.dedup
+    expires = "" if new.expires_ms is None else new.expires_ms
+    if spec is None:
+        return ["", "", 0, "", "0", expires]
+    return [spec.key, spec.mode, spec.window_ms,
+            "" if spec.max_wait_ms is None else spec.max_wait_ms,
+            "1" if spec.replace else "0", expires]
+
+
 def _call(new: NewJob) -> str:
     return f"[{new.args_json},{new.kwargs_json}]"
 

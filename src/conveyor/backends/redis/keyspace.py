@@ -36,6 +36,13 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
                                  a (at)
     P:{q:Q}:meta         hash    seq (enqueue counter), ev (last event id), paused (1/0)
     P:{q:Q}:wake         list    wake-up tokens for idle workers (BLPOP), at most 16
+    P:{q:Q}:meta:dedup   hash    dedup mode key "<task>:<key>" -> id of the newest job that
+                                 took it; enqueue_dedup.lua folds by that job's state
+                                 (includes/dedup.lua); the job hash holds it as dk
+    P:{q:Q}:meta:expiring
+                         zset    jobs stored with an expiry: score expires_at (the job
+                                 hash's exp); fetch cancels those never started first
+                                 (includes/expiry.lua)
     P:{q:Q}:schedule:<name>
                          hash    a schedule whose jobs go to Q (redis/schedules.py): its
                                  definition, version, next and last run, counters

@@ -27,6 +27,41 @@ INSERT INTO jobs (id, queue, task, args, kwargs, state, priority, key, max_attem
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
+-- name: enqueue_once
+-- One job of a batch with dedup modes or expiry (sqlite/dedup.py): the enqueue columns,
+-- then flow, dedup, expires_at.
+INSERT INTO jobs (id, queue, task, args, kwargs, state, priority, key, max_attempts,
+                  max_stalls, timeout, backoff, meta, created_at, scheduled_at, flow, dedup,
+                  expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING;
+
+-- name: dedup_holder
+-- The newest job that took a dedup key in a queue, with what a dedup mode decides by.
+SELECT seq, state, attempt + stalls, created_at, scheduled_at FROM jobs
+WHERE queue = :queue AND dedup = :dedup ORDER BY seq DESC LIMIT 1;
+
+-- name: dedup_fold
+-- A fold that changes the holder: new arguments (replace) and/or a later due time
+-- (debounce); a waiting job pushed into the future is delayed again.
+UPDATE jobs
+SET args = coalesce(:args, args), kwargs = coalesce(:kwargs, kwargs),
+    scheduled_at = coalesce(:due, scheduled_at),
+    state = CASE WHEN :due > :now THEN 'delayed' ELSE state END
+WHERE seq = :seq
+RETURNING *;
+
+-- name: expire_due
+-- Jobs never started by their expiry end cancelled with reason "expired", in the claim's
+-- transaction before anything is claimed (served by the jobs_expiring index).
+UPDATE jobs
+SET state = 'cancelled', finished_at = :now,
+    errors = json_insert(errors, '$[#]', json_object(
+        'type', 'JobExpired', 'message', 'expired: not started by its expiry time',
+        'reason', 'expired', 'expires_at', expires_at, 'at', :now))
+WHERE expires_at <= :now AND state IN ('waiting', 'delayed') AND attempt + stalls = 0
+RETURNING id;
+
 -- name: enqueued_events
 -- One event per job this call stored, in one statement (cheaper than a row trigger).
 INSERT INTO events (job_id, queue, kind, data, at)
@@ -39,6 +74,9 @@ SELECT id FROM jobs WHERE seq > :before;
 -- name: by_key
 -- The job that holds a dedup key in a queue.
 SELECT * FROM jobs WHERE queue = :queue AND key = :key;
+
+-- name: by_seq
+SELECT * FROM jobs WHERE seq = :seq;
 
 -- name: by_id
 SELECT * FROM jobs WHERE id = :id;

@@ -28,6 +28,9 @@
 --   flow_slots    (limiter, key) -> jobs active through it; the claim adds, the trigger
 --                 flow_slot_freed takes away whenever such a job leaves `active`, in the
 --                 same transaction as the settle, rescue or release that moves it
+-- jobs.dedup       a dedup mode's key ("<task>:<key>", conveyor/dedup.py): enqueue folds
+--                  into the newest job holding it, judged by that job's state (dedup.py)
+-- jobs.expires_at  not started by then: the claim's transaction cancels it ("expired")
 
 CREATE TABLE IF NOT EXISTS jobs (
     seq              INTEGER PRIMARY KEY,
@@ -62,7 +65,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     flow_id          TEXT,    -- flows: the flow it belongs to (conveyor/flows)
     parents          TEXT,    -- flows: JSON {dependency id: failure policy}
     waits            INTEGER NOT NULL DEFAULT 0,  -- flows: unresolved dependencies
-    dependents       INTEGER  -- flows: 1 when other jobs wait for this one, else NULL
+    dependents       INTEGER, -- flows: 1 when other jobs wait for this one, else NULL
+    dedup            TEXT,    -- its dedup mode's key (conveyor/dedup.py), NULL: none
+    expires_at       INTEGER  -- cancelled as expired if not started by then
 );
 
 -- The claim order: highest priority, then earliest due, then first in.
@@ -305,4 +310,19 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM flow_edges AS e JOIN jobs AS p ON p.id = e.parent
                       WHERE e.child = jobs.id AND e.done = 0 AND e.policy != 'continue'
                         AND p.state IN ('failed', 'cancelled'));
+END;
+
+-- Dedup modes and expiry (conveyor/dedup.py; sqlite/dedup.py).
+CREATE INDEX IF NOT EXISTS jobs_dedup ON jobs (queue, dedup, seq) WHERE dedup IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_expiring ON jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND state IN ('waiting', 'delayed');
+-- keep_last: a copy stored while its key's job runs waits parked (delayed, at PARKED_AT in
+-- sqlite/dedup.py) until that job leaves `active`, however it leaves.
+CREATE TRIGGER IF NOT EXISTS dedup_unpark AFTER UPDATE OF state ON jobs
+WHEN old.state = 'active' AND new.state != 'active' AND old.dedup IS NOT NULL
+BEGIN
+    UPDATE jobs SET state = 'waiting',
+                    scheduled_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+    WHERE queue = old.queue AND dedup = old.dedup AND state = 'delayed'
+      AND scheduled_at = 253402300799000;
 END;

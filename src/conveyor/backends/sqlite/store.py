@@ -38,7 +38,7 @@ from ..base import (
     Settlement,
     WorkerInfo,
 )
-from . import flow, rows
+from . import dedup, flow, rows
 from .failures import conveyor_error, is_busy
 from .flow import FlowClaim
 
@@ -230,6 +230,8 @@ class SqliteStore:
                  new.meta_json, now, at)
                 for new, at in zip(jobs, due, strict=True)
             ]
+            if any(new.special for new in jobs):
+                return self._enqueue_special(conn, jobs, now, before)
             if any(new.flow is not None for new in jobs):
                 stored = self._enqueue_flow(conn, jobs, inserted)
             else:
@@ -238,19 +240,24 @@ class SqliteStore:
             if stored == len(jobs):
                 return [Enqueued(rows.new_job(row), True) for row in inserted]
             created = {r[0] for r in conn.execute(Q["ids_after"], {"before": before})}
-            out: list[Enqueued] = []
-            for new, row in zip(jobs, inserted, strict=True):
-                if new.id in created:
-                    out.append(Enqueued(rows.new_job(row), True))
-                    continue
-                existing = None
-                if new.key is not None:  # a job holds the key (perhaps from this batch)
-                    existing = conn.execute(Q["by_key"],
-                                            {"queue": new.queue, "key": new.key}).fetchone()
-                if existing is None:
-                    existing = conn.execute(Q["by_id"], {"id": new.id}).fetchone()
-                out.append(Enqueued(rows.job(existing), False))
-            return out
+            return [Enqueued(rows.new_job(row), True) if new.id in created
+                    else _existing(conn, new) for new, row in zip(jobs, inserted, strict=True)]
+
+    def _enqueue_special(self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: int,
+                         before: int) -> list[Enqueued]:
+        """A batch with dedup modes or expiry (sqlite/dedup.py), in the same transaction."""
+        decided = dedup.enqueue(conn, Q, jobs, now)
+        conn.execute(Q["enqueued_events"], {"before": before})
+        groups = sorted({(new.queue, new.flow) for new, (_, row) in zip(jobs, decided,
+                                                                          strict=True)
+                         if row is not None and new.flow is not None})
+        for queue in {queue for queue, _ in groups}:
+            conn.execute(Q["flow_queue_on"], {"queue": queue})
+        for queue, grp in groups:
+            conn.execute(Q["flow_group_add"], {"queue": queue, "grp": grp})
+        return [folded or (Enqueued(rows.new_job(row), True) if row is not None
+                           else _existing(conn, new))
+                for new, (folded, row) in zip(jobs, decided, strict=True)]
 
     def _enqueue_flow(self, conn: sqlite3.Connection, jobs: Sequence[NewJob],
                       inserted: list[tuple[Any, ...]]) -> int:
@@ -274,6 +281,7 @@ class SqliteStore:
         with self.transaction(conn) as now:
             settled = self._settle_all(conn, settle, now)
             if limit > 0:
+                conn.execute(Q["expire_due"], {"now": now})  # an expired job never starts
                 conn.execute(Q["promote_due"], {"now": now})
                 claims = self._claim(conn, queues, limit, worker_id, lease_ms, now)
             if len(claims) < limit:
@@ -609,13 +617,26 @@ def _worker_json(worker: WorkerInfo) -> str:
     })
 
 
+def _existing(conn: sqlite3.Connection, new: NewJob) -> Enqueued:
+    """The job that kept `new` from being stored: it holds the key (perhaps from the same
+    batch), or has the id."""
+    existing = None
+    if new.key is not None:
+        existing = conn.execute(Q["by_key"], {"queue": new.queue, "key": new.key}).fetchone()
+    if existing is None:
+        existing = conn.execute(Q["by_id"], {"id": new.id}).fetchone()
+    return Enqueued(rows.job(existing), False)
+
+
 def _add_columns(conn: sqlite3.Connection) -> None:
     """Columns added since a database was created (before the schema's indexes use them)."""
     for table, column, declaration in (("jobs", "flow", "TEXT"), ("jobs", "flow_id", "TEXT"),
                                        ("jobs", "parents", "TEXT"),
                                        ("jobs", "waits", "INTEGER NOT NULL DEFAULT 0"),
                                        ("jobs", "dependents", "INTEGER"),
-                                       ("queues", "flow", "INTEGER NOT NULL DEFAULT 0")):
+                                       ("queues", "flow", "INTEGER NOT NULL DEFAULT 0"),
+                                       ("jobs", "dedup", "TEXT"),
+                                       ("jobs", "expires_at", "INTEGER")):
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if present and column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")

@@ -1,6 +1,8 @@
 -- fetch: the worker's one call per batch. Records the outcomes of the previous batch,
 -- makes due delayed jobs waiting, then leases up to `limit` waiting jobs (highest
--- priority, then earliest due, then first in) unless the queue is paused.
+-- priority, then earliest due, then first in) unless the queue is paused. Jobs past
+-- their expiry that never started end cancelled first (includes/expiry.lua); keep_last
+-- copies parked behind a job that is no longer active become waiting (includes/dedup.lua).
 -- In 'peek' mode it claims nothing and returns the head of the waiting set instead, so
 -- a worker of several queues can split its batch between them by priority.
 --
@@ -29,12 +31,16 @@
 --- @include "queue"
 --- @include "events"
 --- @include "settle"
+--- @include "dedup"
+--- @include "expiry"
 
 local now = now_ms()
 local mode, limit = ARGV[2], tonumber(ARGV[3])
 local meta = redis.call('HMGET', META, 'paused', 'ev')
 events_prime(meta[2])
 local settled = settle_all(now, 9, tonumber(ARGV[8]))
+expire_due(now)  -- before anything is promoted or claimed: an expired job never starts
+dedup_unpark(now)  -- keep_last copies whose running job is done
 
 -- due delayed jobs become waiting (at most 1000 per call; the rest on the next)
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)

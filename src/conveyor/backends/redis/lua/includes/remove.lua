@@ -7,7 +7,7 @@ local STATE_SETS = {delayed = DELAYED, completed = COMPLETED, failed = FAILED,
 local function remove_job(now, id)
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'state', 'created_at', 'seq', 'key', 'priority',
-                       'scheduled_at')
+                       'scheduled_at', 'dk')
   if not f[1] then
     return 0
   end
@@ -19,6 +19,9 @@ local function remove_job(now, id)
   redis.call('ZREM', JOBS, order_member(tonumber(f[2]), tonumber(f[3]), id))
   if f[4] and redis.call('HGET', DEDUP, f[4]) == id then
     redis.call('HDEL', DEDUP, f[4])
+  end
+  if f[7] and redis.call('HGET', META .. ':dedup', f[7]) == id then
+    redis.call('HDEL', META .. ':dedup', f[7])  -- a dedup mode's key (includes/dedup.lua)
   end
   redis.call('DEL', jk)
   redis.call('ZADD', TOMBSTONES, now, id)
