@@ -174,6 +174,7 @@ def test_public_api_is_pinned() -> None:
         "NonRetryableError", "PayloadTooLargeError", "Plugin", "RateLimited",
         "ResultTimeoutError", "Retention", "Retry", "Task", "UnknownTaskError", "Worker",
         "WorkerStartError", "__version__", "current_job", "log", "progress",
+        "Flow", "InvalidFlowError", "chain", "group",
     ])
     for name in conveyor.__all__:
         assert getattr(conveyor, name) is not None

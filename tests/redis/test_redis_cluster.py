@@ -142,3 +142,32 @@ async def test_wait_for_work_on_several_queues_of_the_cluster(redis_cluster: Red
             assert len((await waiter.fetch(queues, 5, W, LEASE)).claims) == 1
     finally:
         await waiter.close()
+
+
+async def test_dedup_modes_and_expiry_run_in_each_queues_slot(redis_cluster: RedisCluster,
+                                                              backend: RedisBackend) -> None:
+    # every key enqueue_dedup.lua and fetch.lua touch carries the queue's hash tag: a key
+    # in another slot would be a CROSSSLOT error on Cluster
+    from conveyor.dedup import DedupSpec
+
+    a, b, _ = queues_on_every_node(redis_cluster)
+    spec = DedupSpec("t:k", "keep_last", replace=True)
+    first = new_job(a, dedup=spec, expires_ms=60_000)
+    stored = await backend.enqueue([first, new_job(a, dedup=spec), new_job(b, dedup=spec),
+                                    new_job(b, expires_ms=50)])
+    assert [s.created for s in stored] == [True, False, True, True]
+    assert stored[1].job.id == first.id
+    [claim] = (await backend.fetch([a], 1, W, LEASE)).claims
+    parked = new_job(a, dedup=spec)
+    [copy] = await backend.enqueue([parked])
+    assert copy.created and copy.job.state is JobState.DELAYED
+    assert (await backend.fetch([a], 1, W, LEASE)).claims == []
+    fetched = await backend.fetch([a], 1, W, LEASE, settle=[
+        Settlement(first.id, claim.token, Outcome.COMPLETED, "1")])
+    assert [c.job.id for c in fetched.claims] == [parked.id]
+    await asyncio.sleep(0.1)
+    assert [c.job.id for c in (await backend.fetch([b], 5, W, LEASE)).claims] == [
+        stored[2].job.id]
+    expired = await backend.get(stored[3].job.id)
+    assert expired is not None and expired.state is JobState.CANCELLED
+    assert expired.errors[-1]["reason"] == "expired"

@@ -1,0 +1,103 @@
+"""A/B of the enqueue and claim paths between two source trees (e.g. main before a change
+and a worktree after it), for jobs that use none of the new options.
+
+    .venv/bin/python bench/enqueue_ab.py A_SRC B_SRC [--rounds 5] [--only sqlite|redis]
+
+Each round runs A then B back to back, each in a fresh process on a fresh store (a temp
+SQLite file; one throw-away redis-server with a fresh key prefix per run) and measures,
+per job: N single ``task.enqueue()`` calls (sync API), bulk ``app.enqueue_many`` of
+1,000-job batches, and claims (``backend.fetch`` of 50 at a time until empty). Prints
+the median of the rounds in microseconds per job. Not a CI test: timings go here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHILD = """
+import sys, time
+from conveyor import Conveyor
+from conveyor.backends.base import JobFilter
+app = Conveyor(sys.argv[1])
+
+@app.task
+def noop(n: int) -> None: ...
+
+noop.enqueue(n=0)
+n = int(sys.argv[2])
+t = time.perf_counter()
+for i in range(n):
+    noop.enqueue(n=i)
+single = (time.perf_counter() - t) / n * 1e6
+batches = [[noop.prepare(n=i) for i in range(1000)] for _ in range(n // 1000)]
+t = time.perf_counter()
+for batch in batches:
+    app.enqueue_many(batch)
+bulk = (time.perf_counter() - t) / (len(batches) * 1000) * 1e6
+claimed = 0
+t = time.perf_counter()
+while True:
+    got = app.run_sync(app.backend.fetch, ["default"], 50, "w", 60_000)
+    if not got.claims:
+        break
+    claimed += len(got.claims)
+claim = (time.perf_counter() - t) / claimed * 1e6
+print(single, bulk, claim)
+app.close()
+"""
+
+
+def run(src: str, url: str, jobs: int) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run([sys.executable, "-c", CHILD, url, str(jobs)], check=True,
+                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    return [float(x) for x in out.stdout.strip().splitlines()[-1].split()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", choices=["sqlite", "redis"])
+    opts = parser.parse_args()
+    from tests.redis_server import RedisServer
+
+    folder = tempfile.TemporaryDirectory()
+    server = None if opts.only == "sqlite" else RedisServer(Path(folder.name)).start()
+    try:
+        for backend in ("sqlite", "redis"):
+            if opts.only not in (None, backend):
+                continue
+            results: dict[str, list[list[float]]] = {"A": [], "B": []}
+            for _ in range(opts.rounds):
+                for name, src in (("A", opts.a), ("B", opts.b)):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        url = f"sqlite:///{tmp}/ab.db"
+                        if server is not None and backend == "redis":
+                            url = f"{server.url}?prefix=ab{uuid.uuid4().hex[:8]}"
+                        results[name].append(run(src, url, opts.jobs))
+            for name in ("A", "B"):
+                cols = list(zip(*results[name], strict=True))
+                single, bulk, claim = (statistics.median(c) for c in cols)
+                print(f"{backend:6} {name}: single enqueue {single:7.1f} us  bulk "
+                      f"{bulk:6.1f} us/job  claim {claim:6.1f} us/job")
+    finally:
+        if server is not None:
+            server.stop()
+        folder.cleanup()
+
+
+if __name__ == "__main__":
+    main()
