@@ -24,12 +24,12 @@ from tests.dashboard.conftest import (
     USERS,
     Process,
     _wait_healthy,
-    free_port,
     redis_store,
     shoot,
     sqlite_store,
 )
 from tests.dashboard.test_browser import LIVE, sign_in
+from tests.redis_server import free_port
 
 pytest.importorskip("playwright")
 from playwright.sync_api import expect
