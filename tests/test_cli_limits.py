@@ -78,6 +78,10 @@ def test_set_and_reset_change_a_limit_at_runtime(held: flow_app.Held) -> None:
 
 def test_job_says_which_limit_holds_it(held: flow_app.Held) -> None:
     assert "waiting: concurrency full (task:ask key 'acme', 1/1)" in ok("job", held.blocked)
+    [reason] = json.loads(ok("job", held.blocked, "--json"))["waiting_reasons"]
+    assert reason == {"reason": "concurrency_full", "limiter": "task:ask", "key": "acme",
+                      "used": 1, "limit": 1,
+                      "detail": "concurrency full (task:ask key 'acme', 1/1)"}
 
 
 BAD = [

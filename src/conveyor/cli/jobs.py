@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..backends.base import JobFilter
-from ..flow.why import describe, why_waiting
+from ..flow import why
 from ..jobs import FINAL_STATES, JobState
 from . import render
 from ._root import cli, fail
@@ -46,14 +46,15 @@ def job(ctx: typer.Context, job_id: JobId, as_json: JsonOut = False) -> None:
     """Everything about one job: arguments, options, progress, result, errors, logs."""
     with connected(ctx, read_only=True) as app:
         found = app.get_job(find_job_id(app, job_id)).job
-        reasons = app.run_sync(why_waiting, app.backend, found) \
+        reasons = app.run_sync(why.why_waiting, app.backend, found) \
             if found.state in (JobState.WAITING, JobState.DELAYED) else []
     if as_json:
-        render.print_json({**render.job_data(found), "waiting_reasons": reasons})
+        render.print_json({**render.job_data(found),
+                           "waiting_reasons": [why.as_json(r) for r in reasons]})
     else:
         render.console().print(render.job_detail(found))
         for reason in reasons:  # why it is not running (conveyor/flow/why.py)
-            typer.echo(f"waiting: {describe(reason)}")
+            typer.echo(f"waiting: {why.describe(reason)}")
 
 
 @cli.command()
