@@ -18,7 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from . import operations
+from . import operations, queues
 from .backends import backend_for
 from .backends.base import Backend, JobFilter, NewJob, QueueInfo, Retention
 from .dedup import Dedup
@@ -489,20 +489,34 @@ class Conveyor:
         self._sync_backend()
         return self.run_sync(operations.act, self.backend, action, where)
 
-    def pause_queue(self, name: str) -> None:
-        """Workers claim nothing from `name` until it is resumed."""
+    def pause_queue(self, name: str, *, create: bool = False) -> None:
+        """Workers claim nothing from `name` until it is resumed. A name that is no queue
+        (no jobs, not paused, no task's) is refused unless `create` (see queues.py)."""
         self._sync_backend()
-        self.run_sync(self.backend.set_paused, check_options(queue=name)["queue"], True)
+        self.run_sync(queues.set_paused, self, _queue(name), True, create)
 
-    async def apause_queue(self, name: str) -> None:
-        await (await self._backend()).set_paused(check_options(queue=name)["queue"], True)
+    async def apause_queue(self, name: str, *, create: bool = False) -> None:
+        await queues.set_paused(self, _queue(name), True, create)
 
-    def resume_queue(self, name: str) -> None:
+    def resume_queue(self, name: str, *, create: bool = False) -> None:
         self._sync_backend()
-        self.run_sync(self.backend.set_paused, check_options(queue=name)["queue"], False)
+        self.run_sync(queues.set_paused, self, _queue(name), False, create)
 
-    async def aresume_queue(self, name: str) -> None:
-        await (await self._backend()).set_paused(check_options(queue=name)["queue"], False)
+    async def aresume_queue(self, name: str, *, create: bool = False) -> None:
+        await queues.set_paused(self, _queue(name), False, create)
+
+    def delete_queue(self, name: str) -> None:
+        """Forget an empty queue (QueueNotEmptyError while it holds jobs)."""
+        self._sync_backend()
+        self.run_sync(queues.delete, self, _queue(name))
+
+    async def adelete_queue(self, name: str) -> None:
+        await queues.delete(self, _queue(name))
+
+
+def _queue(name: str) -> str:
+    checked: str = check_options(queue=name)["queue"]
+    return checked
 
 
 def _changed(job: Job | None) -> Job:

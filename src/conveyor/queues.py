@@ -49,14 +49,15 @@ def to_delete(app: Conveyor, listed: list[QueueInfo], name: str) -> bool:
     return info.paused
 
 
-async def set_paused(app: Conveyor, name: str, paused: bool, *, create: bool = False) -> None:
-    await app.aopen()
+async def set_paused(app: Conveyor, name: str, paused: bool, create: bool = False) -> None:
+    """The app's pause/resume (its sync twin runs this inline on the caller's thread)."""
+    backend = await app._backend()
     if not create:
-        check_known(app, await app.backend.queues(), name)
-    await app.backend.set_paused(name, paused)
+        check_known(app, await backend.queues(), name)
+    await backend.set_paused(name, paused)
 
 
 async def delete(app: Conveyor, name: str) -> None:
-    await app.aopen()
-    if to_delete(app, await app.backend.queues(), name):
-        await app.backend.set_paused(name, False)
+    backend = await app._backend()
+    if to_delete(app, await backend.queues(), name):
+        await backend.set_paused(name, False)

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from conveyor import Conveyor
+from conveyor import Conveyor, JobState
 from conveyor.http import create_app
 from conveyor.testing import adrain
 from tests.http.conftest import ADMIN, READ, settings
@@ -154,7 +154,7 @@ async def test_queues_show_counts_and_pause_resume(client: httpx.AsyncClient) ->
     assert resumed.json()["paused"] is False
     fresh = await client.post("/v1/queues/empty-one/pause?create=true")  # ahead of any job
     assert fresh.json() == {"name": "empty-one", "paused": True, "counts": {
-        s: 0 for s in ("waiting", "delayed", "active", "completed", "failed", "cancelled")},
+        s.value: 0 for s in JobState},
         "oldest_waiting_at": None, "oldest_waiting_age_seconds": None}
 
 

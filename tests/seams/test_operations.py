@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from conveyor import Conveyor, JobFilter, JobState
-from conveyor.errors import InvalidOptionError, JobNotFoundError, JobRemovedError, JobStateError
+from conveyor.errors import (
+    InvalidOptionError,
+    JobNotFoundError,
+    JobRemovedError,
+    JobStateError,
+    QueueNotEmptyError,
+    UnknownQueueError,
+)
 from conveyor.operations import ACTION_STATES, applies, narrowed
 
 
@@ -84,8 +91,26 @@ def test_pause_and_resume_queue_and_refuse_bad_names(backend_url: str) -> None:
         assert {q.name: q.paused for q in app.queues()}["ops"] is False
         with pytest.raises(InvalidOptionError, match="bad queue name"):
             app.pause_queue("no spaces <b>")
+        with pytest.raises(UnknownQueueError, match="no queue named 'typoq'"):
+            app.pause_queue("typoq")
+        assert "typoq" not in {q.name for q in app.queues()}  # a typo makes no queue
+        with pytest.raises(QueueNotEmptyError):
+            app.delete_queue("ops")
     finally:
         app.close()
+
+
+async def test_queue_twins_create_and_delete(backend_url: str) -> None:
+    app = _app(backend_url)
+    try:
+        await app.apause_queue("later", create=True)
+        assert {q.name: q.paused for q in await app.backend.queues()}["later"] is True
+        await app.adelete_queue("later")  # empty: forgotten (and no longer paused)
+        assert "later" not in {q.name for q in await app.backend.queues()}
+        with pytest.raises(UnknownQueueError):
+            await app.aresume_queue("later")
+    finally:
+        await app.aclose()
 
 
 def test_the_states_are_written_once() -> None:

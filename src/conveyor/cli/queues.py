@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from .. import queues as queues_mod
 from ..task import check_options
 from . import render
 from ._root import cli
@@ -28,9 +27,7 @@ def queues(ctx: typer.Context, as_json: JsonOut = False) -> None:
 def _set_paused(ctx: typer.Context, queue: str, paused: bool, create: bool) -> None:
     check_options(queue=queue)
     with connected(ctx) as app:
-        if not create:
-            queues_mod.check_known(app, app.queues(), queue)
-        (app.pause_queue if paused else app.resume_queue)(queue)
+        (app.pause_queue if paused else app.resume_queue)(queue, create=create)
     typer.echo(f"queue {queue} {'paused: workers claim nothing from it' if paused else 'resumed'}")
 
 
@@ -57,8 +54,7 @@ def delete_queue(ctx: typer.Context, queue: QueueArg) -> None:
     """Delete an empty queue: it leaves every listing (refused while it holds jobs)."""
     check_options(queue=queue)
     with connected(ctx) as app:
-        if queues_mod.to_delete(app, app.queues(), queue):
-            app.run_sync(app.backend.set_paused, queue, False)
+        app.delete_queue(queue)
     typer.echo(f"queue {queue} deleted")
 
 

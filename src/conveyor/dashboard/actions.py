@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..backends.base import Backend, JobFilter
+from ..errors import InvalidJobError, UnknownQueueError
 from ..jobs import JobState
 from ..operations import ACTION_STATES, act
 from .access import admin_form
@@ -119,7 +120,10 @@ async def pause(request: Request) -> Response:
     paused = _text(form, "paused") == "1"
     dash = dashboard_of(request)
     await dash.backend()  # opens the app's backend on this loop
-    await (dash.conveyor.apause_queue(name) if paused else dash.conveyor.aresume_queue(name))
+    try:
+        await (dash.conveyor.apause_queue if paused else dash.conveyor.aresume_queue)(name)
+    except (InvalidJobError, UnknownQueueError) as exc:  # a bad name, or no such queue
+        return _back(request, "/", ("error", str(exc)))
     text = (f"Paused queue {name}: workers take no new jobs from it." if paused
             else f"Resumed queue {name}.")
     return _back(request, f"/queues/{name}", ("ok", text))

@@ -329,7 +329,7 @@ Create = Annotated[bool, Query(description=(
 
 async def _pause(request: Request, name: str, paused: bool, create: bool) -> Response:
     app = conveyor_of(request)
-    await queues.set_paused(app, name, paused, create=create)
+    await (app.apause_queue if paused else app.aresume_queue)(name, create=create)
     backend = await backend_of(request)
     info = queues.find(await backend.queues(), name)
     if info is not None:
@@ -359,7 +359,7 @@ async def resume_queue(request: Request, name: QueueName, create: Create = False
                            "that is no queue.",
                responses=responses(403, 404, 409, 422), response_class=Response)
 async def delete_queue(request: Request, name: QueueName) -> Response:
-    await queues.delete(conveyor_of(request), name)
+    await conveyor_of(request).adelete_queue(name)
     return Response(status_code=204)
 
 
