@@ -16,6 +16,13 @@ from conveyor import Conveyor, current_job, log, progress
 app = Conveyor()
 
 
+@app.on_worker_start
+def refuse_when_told() -> None:
+    """A start hook that fails when CLI_APP_REFUSE_START is set (a database that is down)."""
+    if os.environ.get("CLI_APP_REFUSE_START"):
+        raise RuntimeError("the database is down")
+
+
 @app.task(queue="math")
 async def add(x: int, y: int = 1) -> int:
     """Quick: reports half-way progress and returns the sum."""

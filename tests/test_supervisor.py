@@ -26,13 +26,14 @@ __all__ = ["url"]  # the fixture, used by name
 class Supervised:
     """`python -m conveyor worker APP -p N ...` in the background, output kept in files."""
 
-    def __init__(self, tmp_path: Path, url: str, *args: str) -> None:
+    def __init__(self, tmp_path: Path, url: str, *args: str,
+                 env: dict[str, str] | None = None) -> None:
         self.err = tmp_path / "supervisor.err"
         with self.err.open("w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "conveyor", "worker", APP, *args], cwd=ROOT,
                 stdout=subprocess.DEVNULL, stderr=err,
-                env={**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": PYTHONPATH})
+                env={**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": PYTHONPATH, **(env or {})})
 
     def members(self) -> list[dict[str, Any]]:
         """The registered, heartbeating worker processes of this supervisor's group."""
@@ -47,6 +48,12 @@ class Supervised:
         wait_for(ready, f"{count} worker processes", timeout=60)
         assert self.proc.poll() is None, self.err.read_text()
         return sorted({w["pid"] for w in self.members()} - exclude)
+
+    def stop_by_itself(self) -> int:
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            self.stop()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
@@ -119,6 +126,16 @@ def test_sigterm_to_the_supervisor_hands_running_jobs_back(url: str, tmp_path: P
         assert job["state"] == "waiting" and job["errors"] == []  # handed back, not failed
     assert as_json("workers") == []  # every process unregistered on its way out
     assert "every worker process has stopped" in sup.err.read_text()
+
+
+@pytest.mark.slow
+def test_a_worker_process_that_cannot_start_stops_the_supervisor(url: str,
+                                                                 tmp_path: Path) -> None:
+    sup = Supervised(tmp_path, url, "-p", "2", env={"CLI_APP_REFUSE_START": "1"})
+    assert sup.stop_by_itself() == 1
+    said = sup.err.read_text()
+    assert "cannot start: worker start hook" in said and "the database is down" in said
+    assert "restarting it in" not in said  # no crash loop: another process would fail too
 
 
 def test_recycle_reasons() -> None:

@@ -40,6 +40,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.supervisor")
 _MP = multiprocessing.get_context("spawn")
+CANNOT_START = 3  # a worker process's exit code: restarting it would fail the same way
 HARD_STOP = signal.SIGUSR1  # supervisor -> worker process: stop now, skip the grace period
 WATCH_INTERVAL = 1.0  # how often an idle worker process looks at its memory and parent
 STEADY_AFTER = 60.0  # a process that ran this long resets the crash backoff
@@ -139,6 +141,7 @@ class Supervisor:
         self.stopping = False
         self.signals = 0  # received
         self._forwarded = 0
+        self.exit_code = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -159,7 +162,7 @@ class Supervisor:
                 self._reap()
                 self._start_due()
             log.info("supervisor %s: every worker process has stopped", os.getpid())
-            return 0
+            return self.exit_code
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -232,6 +235,13 @@ class Supervisor:
 
     def _replace(self, slot: _Slot, pid: int, code: int | None) -> None:
         lived = time.monotonic() - slot.started
+        if code == CANNOT_START:
+            log.error("worker process %d (pid %d) cannot start (its error is above): "
+                      "stopping the others", slot.number, pid)
+            self.exit_code = 1
+            self.signals = max(self.signals, 1)
+            self._forward_signals()
+            return
         if code == 0:  # recycled (it said why), or stopped by someone else: a fresh one
             slot.crashes = 0
             log.info("worker process %d (pid %d) exited after %.1fs; starting a new one",
@@ -318,7 +328,11 @@ def child_main(spec: ChildSpec, parent: int) -> None:
     """A worker process: the app's worker, with the group's id and the recycle limits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches us through the supervisor
     configure_logging(spec.log_level, spec.log_format, store_job_logs=spec.store_job_logs)
-    loops.run(_run_child(spec, parent), spec.loop)
+    try:
+        loops.run(_run_child(spec, parent), spec.loop)
+    except ConfigurationError as exc:  # the app, or a start hook: a new process would too
+        log.error("worker process %d cannot start: %s", os.getpid(), exc)
+        sys.exit(CANNOT_START)
 
 
 async def _run_child(spec: ChildSpec, parent: int) -> None:
