@@ -7,7 +7,8 @@ middleware in the thread or child that runs the body (for an ``async def`` body,
 thread that waits for it, so per-thread state such as a DB connection is theirs).
 
 An attempt ends as one `Settlement`: completed, failed (retry or give up, by the task's
-backoff), cancelled, or released (handed back when the worker stops) - or as none at all
+backoff), cancelled, rate limited (the task raised RateLimited: back uncharged, its
+limiters paused), or released (handed back when the worker stops) - or as none at all
 when the lease was lost (another worker owns the job). A task's progress and log lines go
 to the backend in order, by one sender per job, before its settlement is handed on.
 """
@@ -32,7 +33,7 @@ from ..backends.base import Claim, Outcome, Settlement
 from ..context import JobContext, reset_current, set_current
 from ..flows import META
 from ..flows import runtime as flow_runtime
-from ..outcomes import Cancel, NonRetryableError, Retry
+from ..outcomes import Cancel, NonRetryableError, RateLimited, Retry
 from ..serialization import dumps
 from .processes import Encoded, ProcessPool, TaskError
 from .threads import DaemonThreadPool
@@ -134,6 +135,9 @@ class Executor:
         except Cancel as exc:
             settlement = Settlement(job.id, claim.token, Outcome.CANCELLED,
                                     error=self._entry(job.attempt, "Cancel", exc.reason, None))
+        except RateLimited as exc:
+            settlement = self._stopped(running) if running.stop_reason is not None \
+                else _rate_limited(claim, exc)
         except Exception as exc:
             if running.stop_reason is not None:
                 settlement = self._stopped(running)
@@ -275,6 +279,16 @@ class Executor:
                         entry["message"])
         return Settlement(job.id, claim.token, Outcome.FAILED, error=entry,
                           retry_in_ms=retry_in_ms)
+
+
+def _rate_limited(claim: Claim, exc: RateLimited) -> Settlement:
+    """The downstream said "not now": the job goes back uncharged and the backend pauses
+    its limiters (or the one named) for every worker."""
+    job = claim.job
+    log.info("job %s (%s) rate limited for %gs%s: %s", job.id, job.task, exc.retry_after,
+             "" if exc.limiter is None else f" (limiter {exc.limiter})", exc.reason)
+    return Settlement(job.id, claim.token, Outcome.RATE_LIMITED,
+                      retry_in_ms=round(exc.retry_after * 1000), limiter=exc.limiter)
 
 
 def _encode(result: Any) -> str:

@@ -26,7 +26,7 @@ from ..context import JobContext, reset_current, set_current
 from ..jobs import Job
 from ..loading import import_object
 from ..logs import configure_from_env
-from ..outcomes import Cancel, NonRetryableError, Retry
+from ..outcomes import Cancel, NonRetryableError, RateLimited, Retry
 from ..reentry import MESSAGE, REENTERED
 from ..serialization import dumps
 
@@ -97,6 +97,8 @@ def _run_one(conn: multiprocessing.connection.Connection, task: Any, job: Job) -
         return ("retry", exc.delay, exc.reason)
     except Cancel as exc:
         return ("cancel", exc.reason)
+    except RateLimited as exc:
+        return ("rate_limited", exc.retry_after, exc.limiter, exc.reason)
     except BaseException as exc:
         entry = {"type": type(exc).__qualname__, "message": str(exc),
                  "traceback": traceback.format_exc()}
@@ -208,6 +210,8 @@ def _answer(message: tuple[Any, ...]) -> Any:
         raise Retry(message[1], message[2])
     if kind == "cancel":
         raise Cancel(message[1])
+    if kind == "rate_limited":
+        raise RateLimited(message[1], message[2], message[3])
     if kind == "error":
         raise TaskError(message[1], message[2])
     if message[1] == REENTERED:  # the script re-ran in the child: a new one would too
