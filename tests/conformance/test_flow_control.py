@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.backends.base import Backend, Outcome, Settlement, WorkerInfo
+from conveyor.backends.base import Backend, JobFilter, Outcome, Settlement, WorkerInfo
 from conveyor.flow.spec import Limit, Rate
 from conveyor.flow.why import describe, why_waiting
 from conveyor.jobs import JobState
@@ -233,3 +233,54 @@ async def test_a_limit_without_jobs_costs_no_claims(backend: Backend) -> None:
     plain = [new_job() for _ in range(5)]
     await backend.enqueue(plain)
     assert len(await claim(backend)) == 5
+
+
+async def test_cancelled_and_removed_jobs_leave_their_group_without_a_trace(
+        backend: Backend) -> None:
+    await declare(backend, concurrency=1)
+    gone = await enqueue(backend, 2)
+    [kept] = await enqueue(backend, 1)
+    assert await backend.cancel(JobFilter(ids=(gone[0],))) == [gone[0]]
+    assert await backend.remove(JobFilter(ids=(gone[1],))) == [gone[1]]
+    assert [c.job.id for c in await claim(backend)] == [kept]
+    await backend.retry(JobFilter(ids=(gone[0],)))  # waiting again, in its group again
+    assert await claim(backend) == []  # the slot is still held
+    assert (await backend.get(gone[0])).state is JobState.WAITING  # type: ignore[union-attr]
+
+
+async def test_jobs_waiting_before_the_first_limited_job_still_start(backend: Backend) -> None:
+    plain = [new_job() for _ in range(3)]
+    await backend.enqueue(plain)
+    await declare(backend, concurrency=1)
+    limited = await enqueue(backend, 2)
+    claimed = {c.job.id for c in await claim(backend)}
+    assert claimed == {j.id for j in plain} | {limited[0]}
+
+
+async def test_delayed_and_retried_jobs_keep_their_gates(backend: Backend) -> None:
+    await declare(backend, concurrency=1)
+    [later] = await enqueue(backend, 1, delay_ms=1)
+    await backend.promote(JobFilter(ids=(later,)))
+    [c] = await claim(backend)
+    assert c.job.id == later
+    assert await backend.settle([Settlement(later, c.token, Outcome.FAILED,
+                                            error={"type": "E", "message": "x"},
+                                            retry_in_ms=0)]) == [True]
+    [again] = await claim(backend)
+    assert again.job.id == later and again.job.attempt == 2
+    [other] = await enqueue(backend, 1)
+    assert await claim(backend) == []  # the retried attempt holds the only slot
+    await complete(backend, [again])
+    assert [x.job.id for x in await claim(backend)] == [other]
+
+
+async def test_a_blocked_queue_does_not_stall_a_worker_of_several_queues(
+        backend: Backend) -> None:
+    await declare(backend, concurrency=1)
+    await enqueue(backend, 5, priority=9)
+    plain = [new_job("other") for _ in range(3)]
+    await backend.enqueue(plain)
+    first = (await backend.fetch(["q", "other"], 4, W, LEASE)).claims
+    assert len(first) == 4  # one limited job, then the plain ones
+    second = (await backend.fetch(["q", "other"], 4, W, LEASE)).claims
+    assert second == []

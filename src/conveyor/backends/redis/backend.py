@@ -11,6 +11,8 @@ connection.py  the clients (the event loop's and the sync API's) and sending a b
 claims.py      fetch and settle, and repeating a claim whose reply was lost
 cluster.py     enqueue on Redis Cluster
 reads.py       operator calls that span queues (listings, events, bulk actions)
+flow.py        flow control: stored limits, their use, why a job waits (the claim's
+               gates are lua/includes/flow.lua, inside fetch.lua)
 
 Operator calls (listing, counts, events, bulk actions) visit every queue in one pipeline
 per step, each queue's part done by a bounded script.
@@ -22,7 +24,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ...errors import ConfigurationError, EnqueueOutcomeUnknownError, InvalidRequestError
+from ...errors import EnqueueOutcomeUnknownError, InvalidRequestError
 from ...jobs import Event, Job, JobState
 from ...serialization import dumps
 from ..base import (
@@ -43,7 +45,7 @@ from ..base import (
     WorkerInfo,
     is_inline,
 )
-from . import cluster, codec, reads
+from . import cluster, codec, flow, reads
 from .claims import Claims
 from .connect import parse_url
 from .connection import Connection
@@ -60,7 +62,7 @@ _LEASE_STATUS = {0: LeaseStatus.LOST, 1: LeaseStatus.HELD, 2: LeaseStatus.CANCEL
 class RedisBackend(RedisSchedules, Backend):
     # inline_sync: inline calls go through a synchronous client on the caller's thread
     capabilities = Capabilities(multi_process=True, multi_host=True, blocking_wakeup=True,
-                                inline_sync=True)
+                                inline_sync=True, flow_control=True)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -129,6 +131,7 @@ class RedisBackend(RedisSchedules, Backend):
                 args.append(place)
                 if special:
                     args += codec.once_args(jobs[i])
+                args.append(jobs[i].flow or "")  # the flow group: always the last value
             batch.script("enqueue_dedup" if special else "enqueue", keys, args)
         elsewhere: list[int] = []
         for positions, stored in zip(groups.values(), await self._run(batch), strict=True):
@@ -345,20 +348,18 @@ class RedisBackend(RedisSchedules, Backend):
         self.conn.queue_script(batch, "set_paused", queue, 1 if paused else 0)
         await self._run(batch)
 
-    # -- flow control: not on Redis yet (capabilities.flow_control is False) -----------
+    # -- flow control (flow.py; the claim's side is lua/includes/flow.lua) -------------
     async def declare_limits(self, limits: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
-        if limits:
-            raise ConfigurationError("the redis backend does not support flow control yet")
+        await flow.declare_limits(self.conn, limits)
 
     async def set_limit(self, queue: str, name: str, limit: dict[str, Any] | None) -> None:
-        raise InvalidRequestError(f"no stored limiter named {name!r} (the redis backend "
-                                  "does not support flow control yet)")
+        await flow.set_limit(self.conn, queue, name, limit)
 
     async def limits(self) -> list[LimitInfo]:
-        return []  # nothing can be stored here: jobs with limits are refused at enqueue
+        return await flow.limits(self.conn)
 
     async def flow_blockers(self, job_id: str) -> list[dict[str, Any]]:
-        return []
+        return await flow.flow_blockers(self.conn, job_id)
 
     # -- used by reads.py ---------------------------------------------------------------
     def queue_call(self, batch: Batch, name: str, queue: str, *args: Any) -> int:

@@ -68,6 +68,7 @@ async def enqueue(conn: Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
             args.append("")
             if special:
                 args += codec.once_args(jobs[i])
+            args.append(jobs[i].flow or "")  # the flow group: always the last value
         conn.queue_script(batch, "enqueue_dedup" if special else "enqueue", queue, *args)
     try:
         results = await conn.run(batch)

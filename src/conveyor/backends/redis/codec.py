@@ -132,7 +132,8 @@ def claim(queue: str, worker: str, now: int, lease: Sequence[Any],
 
 
 def new_job_args(new: NewJob) -> list[Any]:
-    """The first 9 of the 10 values enqueue.lua takes per job (the caller adds the last).
+    """The first 9 of the 11 values enqueue.lua takes per job (the caller adds its id index
+    shard and its flow group).
     The arguments travel as one JSON value, the options another: fewer hash fields make
     every HSET and HMGET of the job cheaper for Redis."""
     return [
@@ -142,7 +143,7 @@ def new_job_args(new: NewJob) -> list[Any]:
 
 
 def once_args(new: NewJob) -> list[Any]:
-    """The 6 values enqueue_dedup.lua takes per job after enqueue.lua's 10: its dedup
+    """The 6 values enqueue_dedup.lua takes per job after enqueue.lua's first 10: its dedup
     mode (conveyor/dedup.py) and expiry."""
     spec = new.dedup
     expires = "" if new.expires_ms is None else new.expires_ms
@@ -187,6 +188,7 @@ def settlement_args(s: Settlement) -> list[Any]:
             retry = max(int(s.retry_in_ms), 0)
     elif s.outcome is Outcome.RATE_LIMITED:
         retry = max(int(s.retry_in_ms or 0), 0)
+        payload = s.limiter or ""  # the limiter to pause ('' = all of the job's gates)
     return [s.job_id, s.token, s.outcome.value, payload, retry, summary]
 
 

@@ -34,7 +34,9 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
                                  MAXLEN ~: a script's first XADD trims, one that adds more
                                  trims once at its end); fields j (job id) k (kind) d (JSON)
                                  a (at)
-    P:{q:Q}:meta         hash    seq (enqueue counter), ev (last event id), paused (1/0)
+    P:{q:Q}:meta         hash    seq (enqueue counter), ev (last event id), paused (1/0),
+                                 flow ('1' once a job with limits was stored: the claim
+                                 goes through the flow gates), turn (last flow turn)
     P:{q:Q}:wake         list    wake-up tokens for idle workers (BLPOP), at most 16
     P:{q:Q}:meta:dedup   hash    dedup mode key "<task>:<key>" -> id of the newest job that
                                  took it; enqueue_dedup.lua folds by that job's state
@@ -46,6 +48,31 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
     P:{q:Q}:schedule:<name>
                          hash    a schedule whose jobs go to Q (redis/schedules.py): its
                                  definition, version, next and last run, counters
+    P:{q:Q}:flow:...     flow control (conveyor/flow; lua/includes/flow.lua), present
+                         only in a queue that held a job with limits (meta field flow):
+      flow:limits        hash    limiter -> declared limit JSON {"rate": [n, window_ms]
+                                 | null, "concurrency": n | null} (a worker's start)
+      flow:overrides     hash    limiter -> the same, set at runtime (wins)
+      flow:g:<group>     zset    a flow group's waiting jobs (group = the job's gates as
+                                 JSON; '' = the jobs without limits of this queue), score
+                                 and member as in `waiting`, which still lists them all;
+                                 an entry whose job left `waiting` otherwise is stale and
+                                 dropped by the claim that meets it
+      flow:turns         hash    group -> its turn (round robin between groups)
+      flow:ready         zset    groups the claim looks at: score -priority of the
+                                 group's best job, member "<turn:15>|<group>"
+      flow:blocked       zset    groups blocked until a time (score): a full rate window
+                                 or a pause
+      flow:parked        zset    "<limiter>\n<key>\n<group>", score 0: groups parked on a
+                                 full concurrency slot, looked at again when it frees
+      flow:slots         hash    "<limiter>\n<key>" -> jobs active through it; a job
+                                 claimed through gates has a token ending in '+' and
+                                 gives its slots back in the settle or rescue script
+      flow:pauses        hash    "<limiter>\n<key>" -> paused until (ms; RateLimited)
+      flow:w:<limiter>\n<key>
+                         zset    sliding-window log of starts: score start time, member
+                                 the lease token; expires one window after its last start
+      flow:windows       set     "<limiter>\n<key>" of the window logs (for limits())
     P:{q:Q}:meta:claim:<worker>:<0|1>
                          string  a worker's last claim in one of its two call slots:
                                  token prefix, then JSON [id, ...],
@@ -60,6 +87,7 @@ Global, tag ``{g}``::
     P:{g}:worker_seen    zset    worker id, score last heartbeat (ms)
     P:{g}:lock:<name>    string  owner of a named lock, expiring with PX (leadership)
     P:{g}:schedules      hash    schedule name -> its queue (where its hash lives)
+    P:{g}:flow_queues    set     queues with stored limits (for limits(); redis/flow.py)
 
 Job id index, tag ``{i:XX}`` with XX = crc32(id) & 0xff in hex (256 shards)::
 

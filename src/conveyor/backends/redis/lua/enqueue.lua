@@ -12,10 +12,12 @@
 -- ARGV[1]      events kept per queue (MAXLEN ~, see includes/events.lua)
 -- ARGV[2]      queue name
 -- ARGV[3]      '1': index the ids here; '0': the caller did
--- ARGV[4..]    10 values per job: id, task, call JSON ([args, kwargs]), opts JSON
+-- ARGV[4..]    11 values per job: id, task, call JSON ([args, kwargs]), opts JSON
 --              ([max_attempts, timeout, backoff, meta]), priority, dedup key ('' = none),
---              delay_ms, run_at_ms ('' = none), max_stalls, and the KEYS position of its
---              id's index shard ('' when not indexing here)
+--              delay_ms, run_at_ms ('' = none), max_stalls, the KEYS position of its
+--              id's index shard ('' when not indexing here), and its flow group ('' =
+--              none; includes/flow.lua: stored as the job's field flow, and a waiting job
+--              of a queue with flow control is filed in its group)
 -- Returns one entry per job: {1, created_at, scheduled_at, state} when stored,
 -- {0, <the existing job's fields as HGETALL>} when a job with its key or id exists here,
 -- or {2, queue} when its id is indexed to another queue (nothing stored for it).
@@ -23,13 +25,21 @@
 --- @include "clock"
 --- @include "queue"
 --- @include "events"
+--- @include "flow"
 
 local now = now_ms()
 local t = int(now)
 local queue = ARGV[2]
 local indexing = ARGV[3] == '1'
 local out = {}
-local meta = redis.call('HMGET', META, 'seq', 'ev')
+local meta = redis.call('HMGET', META, 'seq', 'ev', 'flow')
+FLOW_ON = meta[3] == '1'
+local PER_JOB = 11
+if not FLOW_ON then
+  for a = 4, #ARGV, PER_JOB do
+    if ARGV[a + 10] ~= '' then flow_turn_on() break end
+  end
+end
 local seq = tonumber(meta[1] or 0)
 events_prime(meta[2])
 local listed, waiting, delayed, keys = {}, {}, {}, {}
@@ -52,7 +62,7 @@ local function taken(id, shard)
   return nil  -- indexed here but removed: the id is free again
 end
 
-for a = 4, #ARGV, 10 do
+for a = 4, #ARGV, PER_JOB do
   local id, key = ARGV[a], ARGV[a + 5]
   local reply = nil
   if key ~= '' then
@@ -89,6 +99,7 @@ for a = 4, #ARGV, 10 do
       keys[#keys + 1] = key
       keys[#keys + 1] = id
     end
+    if ARGV[a + 10] ~= '' then redis.call('HSET', job_key(id), 'flow', ARGV[a + 10]) end
     local member = order_member_text(t, seq_text, id)
     listed[#listed + 1] = '0'
     listed[#listed + 1] = member
@@ -99,6 +110,7 @@ for a = 4, #ARGV, 10 do
       waiting[#waiting + 1] = waiting_score(ARGV[a + 4])
       if due ~= now then member = order_member_text(due_text, seq_text, id) end
       waiting[#waiting + 1] = member
+      if FLOW_ON then flow_file(id, waiting[#waiting - 1], member) end
     end
     out[#out + 1] = {1, now, due, state}
   end

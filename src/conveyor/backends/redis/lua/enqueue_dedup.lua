@@ -13,10 +13,11 @@
 -- ARGV[1]      events kept per queue (MAXLEN ~, see includes/events.lua)
 -- ARGV[2]      queue name
 -- ARGV[3]      '1': index the ids here; '0': the caller did
--- ARGV[4..]    16 values per job: enqueue.lua's 10, then the dedup key ('' = none), mode
+-- ARGV[4..]    17 values per job: enqueue.lua's first 10, then the dedup key ('' = none), mode
 --              (finished, started, throttle, debounce, keep_last), window ms (throttle's
 --              ttl, debounce's quiet time), max wait ms ('' = none), replace ('1'/'0'),
---              expires in ms ('' = never)
+--              expires in ms ('' = never), and last the flow group ('' = none; as in
+--              enqueue.lua, whose 11th value it is)
 -- Returns as enqueue.lua: {1, created_at, scheduled_at, state} when stored,
 -- {0, <the existing job's fields as HGETALL>} when folded or when its key or id exists,
 -- {2, queue} when its id is indexed to another queue (nothing stored for it).
@@ -26,13 +27,21 @@
 --- @include "events"
 --- @include "dedup"
 --- @include "expiry"
+--- @include "flow"
 
 local now = now_ms()
 local t = int(now)
 local queue = ARGV[2]
 local indexing = ARGV[3] == '1'
 local out = {}
-local meta = redis.call('HMGET', META, 'seq', 'ev')
+local meta = redis.call('HMGET', META, 'seq', 'ev', 'flow')
+FLOW_ON = meta[3] == '1'
+local PER_JOB = 17
+if not FLOW_ON then
+  for a = 4, #ARGV, PER_JOB do
+    if ARGV[a + 16] ~= '' then flow_turn_on() break end
+  end
+end
 local seq = tonumber(meta[1] or 0)
 events_prime(meta[2])
 local stored, woken = 0, 0
@@ -90,6 +99,7 @@ local function store(a, after)
     redis.call('HSET', jk, 'dk', dkey)
     dedup_take(dkey, id)
   end
+  if ARGV[a + 16] ~= '' then redis.call('HSET', jk, 'flow', ARGV[a + 16]) end
   if ARGV[a + 15] ~= '' then
     local expires = int(now + tonumber(ARGV[a + 15]))
     redis.call('HSET', jk, 'exp', expires)
@@ -99,15 +109,16 @@ local function store(a, after)
   if state == 'delayed' then
     redis.call('ZADD', DELAYED, due_text, id)
   else
-    redis.call('ZADD', WAITING, waiting_score(ARGV[a + 4]),
-               order_member_text(due_text, seq_text, id))
+    local member = order_member_text(due_text, seq_text, id)
+    redis.call('ZADD', WAITING, waiting_score(ARGV[a + 4]), member)
+    if FLOW_ON then flow_file(id, waiting_score(ARGV[a + 4]), member) end
     woken = woken + 1
   end
   stored = stored + 1
   return {1, now, due, state}
 end
 
-for a = 4, #ARGV, 16 do
+for a = 4, #ARGV, PER_JOB do
   local reply, after = nil, nil
   if ARGV[a + 10] ~= '' then
     reply, after = dedup_fold(now, ARGV[a + 10], ARGV[a + 11], tonumber(ARGV[a + 12]),

@@ -20,6 +20,10 @@
 -- Returns {settled flags (1/0), claims: {id, attempt, token} per claim, claimed jobs:
 --          their CLAIM_FIELDS values (includes/queue.lua), ms until the next delayed
 --          job is due (-1: none), peek: {score, member, ...}, now}
+-- Flow control (includes/flow.lua): in a queue that held a flow-controlled job (meta
+-- field flow), jobs are chosen by flow_choose instead of popped from the waiting set; a
+-- job taken through gates gets a token ending in '+'. A queue without limits pays one
+-- meta field read.
 -- Wake-ups: a queue left empty drops its stale tokens; a full claim that leaves work
 -- behind passes a token on, so the next idle worker wakes without polling.
 -- Lost replies: a worker's last claim in each call slot is kept for one lease in
@@ -30,14 +34,16 @@
 --- @include "clock"
 --- @include "queue"
 --- @include "events"
+--- @include "flow"
 --- @include "settle"
 --- @include "dedup"
 --- @include "expiry"
 
 local now = now_ms()
 local mode, limit = ARGV[2], tonumber(ARGV[3])
-local meta = redis.call('HMGET', META, 'paused', 'ev')
+local meta = redis.call('HMGET', META, 'paused', 'ev', 'flow')
 events_prime(meta[2])
+FLOW_ON = meta[3] == '1'
 local settled = settle_all(now, 9, tonumber(ARGV[8]))
 expire_due(now)  -- before anything is promoted or claimed: an expired job never starts
 dedup_unpark(now)  -- keep_last copies whose running job is done
@@ -69,7 +75,8 @@ if last and string.sub(last, 1, #ARGV[6]) == ARGV[6] then
     local token = ARGV[6] .. id
     local jk = job_key(id)
     local held = redis.call('HMGET', jk, 'state', 'token')
-    if held[1] == 'active' and held[2] == token then
+    if held[1] == 'active' and (held[2] == token or held[2] == token .. '+') then
+      token = held[2]
       local f = redis.call('HMGET', jk, unpack(CLAIM_FIELDS))
       redis.call('ZADD', ACTIVE, deadline, id)
       claims[#claims + 1] = {id, num(f[2]), token}
@@ -81,10 +88,19 @@ if paused then
   redis.call('DEL', WAKE)
 elseif mode == 'peek' then
   if limit > 0 then
-    peek = redis.call('ZRANGE', WAITING, 0, limit - 1, 'WITHSCORES')
+    if FLOW_ON then
+      peek = flow_peek(now, limit)
+    else
+      peek = redis.call('ZRANGE', WAITING, 0, limit - 1, 'WITHSCORES')
+    end
   end
 elseif limit > #claims then
-  local popped = redis.call('ZPOPMIN', WAITING, limit - #claims)
+  local popped
+  if FLOW_ON then
+    popped = flow_choose(now, limit - #claims, ARGV[6])
+  else
+    popped = redis.call('ZPOPMIN', WAITING, limit - #claims)
+  end
   local deadline = int(now + tonumber(ARGV[5]))
   local leases = {}
   local t = int(now)
@@ -96,6 +112,7 @@ elseif limit > #claims then
       local attempt = num(f[2]) + 1
       local attempt_text = f[2] and int(attempt) or '1'  -- a first attempt: no printf
       local token = ARGV[6] .. id
+      if flow_taken[id] then token = token .. '+' end
       redis.call('HSET', jk, 'state', 'active', 'attempt', attempt_text, 'worker', ARGV[4],
                  'started_at', t, 'token', token,
                  'ev', emit_state(now, id, 'active', attempt_text))
@@ -133,6 +150,7 @@ local next_due = -1
 if #claims < limit or mode == 'peek' then
   local head = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
   if head[2] then next_due = math.max(tonumber(head[2]) - now, 0) end
+  if FLOW_ON then next_due = flow_next_due(now, next_due) end
 end
 events_done()
 return {settled, claims, claimed, next_due, peek, now}

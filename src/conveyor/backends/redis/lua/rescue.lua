@@ -1,7 +1,7 @@
 -- rescue: take back jobs of one queue whose lease expired (their worker stopped renewing
 -- it). A job with a pending cancel ends cancelled; one with stalls left is waiting again
 -- with the attempt uncharged; one past max_stalls ends failed. Each gets a "Stalled"
--- error entry and an event.
+-- error entry and an event. A job claimed through flow gates gives its slots back.
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
@@ -12,16 +12,19 @@
 --- @include "clock"
 --- @include "queue"
 --- @include "events"
+--- @include "flow"
 
 local now = now_ms()
+FLOW_ON = redis.call('HGET', META, 'flow') == '1'
 local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', '(' .. int(now), 'LIMIT', 0,
                            tonumber(ARGV[2]))
 local woken = 0
 for _, id in ipairs(expired) do
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'attempt', 'stalls', 'max_stalls', 'cancel_requested',
-                       'worker', 'priority', 'scheduled_at', 'seq', 'errors')
+                       'worker', 'priority', 'scheduled_at', 'seq', 'errors', 'flow')
   redis.call('ZREM', ACTIVE, id)
+  if f[10] then flow_release(jk) end
   if f[1] then
     local attempt, stalls, max_stalls = num(f[1]), num(f[2]), num(f[3])
     local cancel = f[4] == '1'

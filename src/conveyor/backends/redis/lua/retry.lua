@@ -11,6 +11,9 @@
 --- @include "queue"
 --- @include "events"
 --- @include "select"
+--- @include "flow"
+
+FLOW_ON = redis.call('HGET', META, 'flow') == '1'
 
 local woken = 0
 

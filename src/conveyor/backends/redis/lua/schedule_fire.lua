@@ -23,7 +23,7 @@
 -- ARGV[9]      the buffered tick to release ('' = none)
 -- ARGV[10]     id of a run to cancel if still waiting or delayed ('' = none)
 -- ARGV[11]     its error entry (JSON object without "at"), ARGV[12] its summary (JSON)
--- ARGV[13..]   11 values per tick: tick ms, then the 10 values enqueue.lua takes per job
+-- ARGV[13..]   11 values per tick: tick ms, then the first 10 values enqueue.lua takes per job
 --              (id, task, call, opts, priority, key, delay_ms, run_at_ms, max_stalls,
 --              KEYS position of its id's index shard or '')
 -- Returns {applied 1/0, version, skipped by overlap, buffered 1/0, expired 1/0, job ids...}
@@ -31,9 +31,11 @@
 --- @include "clock"
 --- @include "queue"
 --- @include "events"
+--- @include "flow"
 
 local SCHEDULE = KEYS[14]
 local now = now_ms()
+FLOW_ON = redis.call('HGET', META, 'flow') == '1'  -- file its jobs in the flow group ''
 local t = int(now)
 local queue, indexing = ARGV[2], ARGV[3] == '1'
 local s = redis.call('HMGET', SCHEDULE, 'version', 'last_job', 'overlap', 'pending_tick_at')
@@ -89,7 +91,9 @@ local function store(a)
   if state == 'delayed' then
     redis.call('ZADD', DELAYED, due, id)
   else
-    redis.call('ZADD', WAITING, waiting_score(ARGV[a + 4]), order_member_text(due_text, seq_text, id))
+    local member = order_member_text(due_text, seq_text, id)
+    redis.call('ZADD', WAITING, waiting_score(ARGV[a + 4]), member)
+    if FLOW_ON then flow_file(id, waiting_score(ARGV[a + 4]), member) end  -- includes/flow.lua
     wake(1)
   end
   return id, true

@@ -11,8 +11,10 @@
 --- @include "clock"
 --- @include "queue"
 --- @include "events"
+--- @include "flow"
 --- @include "settle"
 
+FLOW_ON = redis.call('HGET', META, 'flow') == '1'
 local settled = settle_all(now_ms(), 3, tonumber(ARGV[2]))
 events_done()
 return settled

@@ -5,6 +5,11 @@ local JOB, WAITING, DELAYED, ACTIVE, COMPLETED, FAILED, CANCELLED, JOBS, DEDUP,
 local FINISHED = {completed = COMPLETED, failed = FAILED, cancelled = CANCELLED}
 local WAKE_CAP = 16  -- wake-up tokens kept for idle workers; keep in step with keyspace.py
 
+-- Flow control (includes/flow.lua): true in a queue that held a flow-controlled job; then
+-- every job put in the waiting set is also filed in its flow group (flow_file). A script
+-- that makes jobs waiting includes "flow" and sets FLOW_ON from the queue's meta.
+local FLOW_ON, flow_file = false, nil
+
 local function job_key(id)
   return JOB .. id
 end
@@ -47,14 +52,16 @@ end
 
 -- Put a job in the waiting set at its place (priority, due time, enqueue order).
 local function add_waiting(id, priority, scheduled_at, seq)
-  redis.call('ZADD', WAITING, -tonumber(priority),
-             order_member(tonumber(scheduled_at), tonumber(seq), id))
+  local member = order_member(tonumber(scheduled_at), tonumber(seq), id)
+  redis.call('ZADD', WAITING, -tonumber(priority), member)
+  if FLOW_ON then flow_file(id, -tonumber(priority), member) end
 end
 
 -- The same for many jobs: collect score/member pairs, then one ZADD.
 local function waiting_pair(pairs, id, priority, scheduled_at, seq)
   pairs[#pairs + 1] = -tonumber(priority)
   pairs[#pairs + 1] = order_member(tonumber(scheduled_at), tonumber(seq), id)
+  if FLOW_ON then flow_file(id, pairs[#pairs - 1], pairs[#pairs]) end
 end
 
 -- The score of a new job (priority as text) in the waiting set: -priority as text, as

@@ -1,6 +1,7 @@
 -- Recording the outcome of a running attempt (complete, fail, cancelled, release).
 -- Refused unless the job is active under the same lease token. Set changes are gathered
 -- and written once per call (settle_done), one ZREM/ZADD for the whole batch.
+-- Needs "flow": a job claimed through gates (token ending '+') gives its slots back here.
 
 local settle_left = {}  -- ids leaving the active set
 local settle_sets = {[COMPLETED] = {}, [FAILED] = {}, [CANCELLED] = {}, [DELAYED] = {},
@@ -21,6 +22,8 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
   local attempt = cur[3] or '0'  -- text: an event needs no number formatting
   local t = now_text(now)
   settle_left[#settle_left + 1] = id
+  local gated = string.byte(token, -1) == 43  -- '+': claimed through flow gates
+  if gated then flow_release(jk) end
   if outcome == 'completed' then
     local eid = emit_state(now, id, 'completed', attempt)
     if payload ~= '' then
@@ -71,10 +74,15 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
     s[#s + 1] = t
     s[#s + 1] = id
   elseif outcome == 'rate_limited' then
-    -- RateLimited from the task: back uncharged, due after retry_in_ms (jobs here have
-    -- no limiter keys to pause: flow control is not on Redis yet)
+    -- RateLimited from the task: back uncharged. A job with gates waits at its place
+    -- with its gates (or the limiter named in payload) paused for retry_in_ms; one
+    -- without waits delayed that long.
     attempt = int(num(cur[3]) - 1)
     local due = now + tonumber(retry_in_ms)
+    if gated then
+      flow_pause(jk, payload, due)
+      due = tonumber(redis.call('HGET', jk, 'scheduled_at'))
+    end
     local state = 'waiting'
     if due > now then state = 'delayed' end
     local due_text = int(due)
