@@ -1,7 +1,8 @@
-"""Flow control with real workers (tasks in tests/flow_workers_app.py), on every backend with `capabilities.flow_control`: a
-task raising RateLimited pauses only its key without charging an attempt (async, thread
-and process executors), and - with three `conveyor worker` processes - a global rate
-limit and a global cap hold on the backend's clock, and a killed worker's slots return.
+"""Flow control with real workers (tasks in tests/flow_workers_app.py), on every backend
+with `capabilities.flow_control`: a task raising RateLimited pauses only its key without
+charging an attempt (async, thread and process executors), and - with three `conveyor
+worker` processes - a global rate limit and a global cap hold on the backend's clock,
+and a killed worker's slots return.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ BACKENDS = ["sqlite", "redis"]
 @pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Conveyor]:
-    """tests/flow_app.py on a fresh store of the backend."""
+    """tests/flow_workers_app.py on a fresh store of the backend."""
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         url = unique_url(server)

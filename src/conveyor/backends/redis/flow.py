@@ -73,10 +73,9 @@ def _queue_limits(queue: str, reply: Sequence[Any]) -> list[LimitInfo]:
     for slot_key, count in _pairs(starts):
         entry(slot_key)["starts"] = int(count)
     blocked: dict[str, dict[str, int]] = {}
-    for grp, waiting in _pairs(blocked_flat):
-        for lim, rkey, _ckey in orjson.loads(grp) if grp else ():
-            per_key = blocked.setdefault(lim, {})
-            per_key[rkey] = per_key.get(rkey, 0) + int(waiting)
+    for slot_key, waiting in _pairs(blocked_flat):
+        lim, key = _split(slot_key)
+        blocked.setdefault(lim, {})[key] = int(waiting)
     return [
         LimitInfo(queue=queue, name=name, declared=declared.get(name),
                   override=overrides.get(name),

@@ -6,8 +6,10 @@
 -- ARGV[1]      events kept per queue (unused here; every queue script gets it)
 -- Returns {declared: flat limiter, JSON; overrides: flat limiter, JSON; slots in use:
 --          flat "<limiter>\n<key>", count; pauses in force: flat "<limiter>\n<key>",
---          until; starts in the current window: flat "<limiter>\n<key>", count; blocked
---          groups: flat grp, waiting jobs (blocked until a time or parked on a slot)}
+--          until; starts in the current window: flat "<limiter>\n<key>", count; jobs held
+--          back: flat "<limiter>\n<key>", waiting jobs of the groups the claim found
+--          blocked or parked, under each gate that holds them now (its concurrency key
+--          for a full slot, its rate key for a full window or a pause)}
 
 --- @include "clock"
 --- @include "queue"
@@ -35,16 +37,29 @@ for _, pk in ipairs(redis.call('SMEMBERS', F_WINDOWS)) do
     end
   end
 end
-local blocked = {}
+local held = {}
 local function count_group(grp)
-  blocked[#blocked + 1] = grp
-  blocked[#blocked + 1] = redis.call('ZCARD', FLOW .. 'g:' .. grp)
+  local waiting = redis.call('ZCARD', FLOW .. 'g:' .. grp)
+  local _, _, reasons = flow_verdict(cjson.decode(grp), limits, now, false, true)
+  local seen = {}
+  for _, r in ipairs(reasons) do
+    local hk = r.limiter .. '\n' .. r.key
+    if not seen[hk] then
+      seen[hk] = true
+      held[hk] = (held[hk] or 0) + waiting
+    end
+  end
 end
 for _, grp in ipairs(redis.call('ZRANGEBYSCORE', F_BLOCKED, '(' .. now, '+inf')) do
   count_group(grp)
 end
 for _, m in ipairs(redis.call('ZRANGE', F_PARKED, 0, -1)) do
   count_group(string.sub(m, string.find(m, '\n', string.find(m, '\n', 1, true) + 1, true) + 1))
+end
+local blocked = {}
+for hk, n in pairs(held) do
+  blocked[#blocked + 1] = hk
+  blocked[#blocked + 1] = n
 end
 return {redis.call('HGETALL', FLOW .. 'limits'), redis.call('HGETALL', FLOW .. 'overrides'),
         redis.call('HGETALL', F_SLOTS), pauses, starts, blocked}
