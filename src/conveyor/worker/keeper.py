@@ -7,7 +7,7 @@ leases: the BullMQ "could not renew lock" and Celery visibility-timeout double r
 Every `interval` it sends one heartbeat carrying the worker's registration and all held
 leases, and reports leases that were lost or asked to cancel back to the worker's loop.
 If it holds the maintenance lock it also rescues expired leases (every beat), applies
-retention (a pass every `prune_every` seconds, every beat while passes leave work) and
+retention (a pass every `prune_every` seconds, every beat while passes find a batch) and
 runs the app's leader duties (every beat): extensions such as webhooks follow the event
 stream there, without the worker knowing.
 """
@@ -135,9 +135,11 @@ class Keeper:
         now = time.monotonic()
         if now - self._last_prune >= self.prune_every:
             pruned = await backend.prune_pass(self.retention)
-            # work left over: prune again at the next beat, so retention keeps pace with
-            # whatever rate the workers sustain
-            self._last_prune = 0.0 if pruned.more else now
+            # work left over, or a batch's worth removed (a write rate that fills a batch
+            # per pass): prune again at the next beat instead of `prune_every` later, so
+            # retention keeps pace with whatever rate the workers sustain
+            busy = pruned.jobs + pruned.events + pruned.tombstones >= self.retention.batch
+            self._last_prune = 0.0 if pruned.more or busy else now
             if pruned.jobs or pruned.events or pruned.tombstones:
                 log.info("retention removed %d job(s), %d event(s), %d tombstone(s)%s",
                          pruned.jobs, pruned.events, pruned.tombstones,
