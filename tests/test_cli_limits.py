@@ -1,6 +1,7 @@
 """`conveyor limits`: the table and --json show each limiter's use per key and the jobs it
 holds back; `set` and `reset` change a limit at runtime; bad specs and unknown names are
-one line and a non-zero exit, and change nothing; `conveyor job` says why a job waits."""
+one line and a non-zero exit, and change nothing; `conveyor job` says why a job waits; on
+every backend with flow control."""
 
 from __future__ import annotations
 
@@ -15,23 +16,32 @@ from typer.testing import CliRunner, Result
 
 from conveyor.cli import cli
 from tests import flow_app
+from tests.redis_server import redis_server, unique_url  # noqa: F401 (fixture)
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[flow_app.Held]:
-    url = f"sqlite:///{tmp_path}/jobs.db"
+@pytest.fixture(params=["sqlite", "redis"])
+def held(request: pytest.FixtureRequest, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[flow_app.Held]:
+    url = f"sqlite:///{tmp_path}/jobs.db" if request.param == "sqlite" \
+        else unique_url(request.getfixturevalue("redis_server"))
     monkeypatch.setenv("CONVEYOR_URL", url)
     monkeypatch.setenv("CONVEYOR_APP", "tests.flow_app:app")
     flow_app.app.use(url)
 
-    async def prepare() -> flow_app.Held:
+    async def prepare() -> flow_app.Held | None:
         try:
+            await flow_app.app.aopen()
+            if not flow_app.app.backend.capabilities.flow_control:
+                return None
             return await flow_app.hold_one(flow_app.app)
         finally:
             await flow_app.app.aclose()
-    yield asyncio.run(prepare())
+    held = asyncio.run(prepare())
+    if held is None:
+        pytest.skip("backend without flow control")
+    yield held
     flow_app.app.close()
 
 

@@ -1,6 +1,7 @@
-"""The dashboard's Limits page and a held job's page, in process on SQLite: use per key and
+"""The dashboard's Limits page and a held job's page, in process: use per key and
 blocked counts, an admin's change and reset (CSRF-checked forms), a read-only user who
-sees no form and whose POST is refused, and the job page saying why a job waits."""
+sees no form and whose POST is refused, and the job page saying why a job waits; on
+every backend with flow control."""
 
 from __future__ import annotations
 
@@ -13,14 +14,20 @@ import pytest
 from conveyor.http import create_app
 from tests import flow_app
 from tests.dashboard.conftest import Browserish, settings
+from tests.redis_server import unique_url
 
 
-@pytest.fixture
-async def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-               ) -> AsyncIterator[flow_app.Held]:
-    url = f"sqlite:///{tmp_path}/limits.db"
+@pytest.fixture(params=["sqlite", "redis"])
+async def held(request: pytest.FixtureRequest, tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[flow_app.Held]:
+    url = f"sqlite:///{tmp_path}/limits.db" if request.param == "sqlite" \
+        else unique_url(request.getfixturevalue("redis_server"))
     monkeypatch.setenv("CONVEYOR_URL", url)
     flow_app.app.use(url)
+    await flow_app.app.aopen()
+    if not flow_app.app.backend.capabilities.flow_control:
+        await flow_app.app.aclose()
+        pytest.skip("backend without flow control")
     yield await flow_app.hold_one(flow_app.app)
     await flow_app.app.aclose()
 
