@@ -2,14 +2,15 @@
 worker` processes (CONVEYOR_URL points the app at the test's store).
 
 The `pause_*` tasks raise RateLimited for tenant "a" (one per executor: async, thread,
-process); `rated` and `capped` are no-ops under a global rate limit and a global cap.
+process); `rated` and `capped` are no-ops under a global rate limit and a global cap;
+`held` sleeps under a cap on its first run only (a rerun after its worker died is quick).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from conveyor import Conveyor, RateLimited
+from conveyor import Conveyor, RateLimited, current_job
 
 app = Conveyor()
 
@@ -48,3 +49,9 @@ async def rated() -> None:
 @app.task(queue="capped", concurrency=4)
 async def capped(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+@app.task(queue="held", concurrency=4)
+async def held(seconds: float) -> None:
+    if current_job().job.stalls == 0:
+        await asyncio.sleep(seconds)

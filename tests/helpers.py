@@ -69,7 +69,9 @@ class WorkerProcess:
     """A real `conveyor worker` process on the test's database."""
 
     def __init__(self, url: str, *args: str, app: str = "tests.worker_app:app") -> None:
-        env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(ROOT)}
+        # this tree's conveyor (a worktree's src), not only the installed one
+        path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+        env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": path}
         # A file, not a pipe: a worker logs a line per job, and a pipe nobody reads until
         # stop() fills up and blocks it.
         self._output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())

@@ -11,12 +11,13 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, JobState, Worker
+from conveyor import Conveyor, JobHandle, JobState, Worker
 from tests import flow_workers_app as flow_app
-from tests.helpers import wait_until
+from tests.helpers import WorkerProcess, wait_until
 from tests.redis_server import RedisServer, redis_server, unique_url  # noqa: F401 (a session fixture)
 
 BACKENDS = ["sqlite", "redis"]
@@ -69,3 +70,80 @@ def test_rate_limited_pauses_only_its_key_and_charges_no_attempt(app: Conveyor,
         reasons = app.run_sync(lambda j=job: app.backend.flow_blockers(j.id))
         assert [(r["reason"], r["limiter"], r["key"]) for r in reasons] == [
             ("paused", f"task:{task}", "a")]
+
+
+# -- three `conveyor worker` processes -------------------------------------------------
+APP = "tests.flow_workers_app:app"
+
+
+def _workers(app: Conveyor, queue: str, n: int, *options: str) -> list[WorkerProcess]:
+    return [WorkerProcess(app.url, "-q", queue, *options, app=APP) for _ in range(n)]
+
+
+def _stop(workers: list[WorkerProcess]) -> None:
+    for worker in workers:
+        worker.stop(timeout=15)
+
+
+def _all_completed(jobs: list[JobHandle[Any]]) -> bool:
+    return all(s is JobState.COMPLETED for s in _states(jobs))
+
+
+def _states(jobs: list[JobHandle[Any]]) -> list[JobState]:
+    return [j.refresh().state for j in jobs]
+
+
+@pytest.mark.slow
+def test_a_global_rate_holds_across_worker_processes(app: Conveyor) -> None:
+    jobs = [flow_app.rated.enqueue() for _ in range(200)]
+    workers = _workers(app, "rated", 3, "-c", "20")
+    try:
+        wait_until(lambda: _all_completed(jobs), 40, "200 rated jobs to complete")
+    finally:
+        _stop(workers)
+    done = [j.refresh() for j in jobs]
+    assert all(j.attempt == 1 for j in done)  # one start each: started_at is every start
+    starts = sorted(j.started_at for j in done if j.started_at is not None)
+    assert len(starts) == 200
+    # backend clock: no window (t - 1 s, t] holds a 21st start
+    assert all(starts[i + 20] - starts[i] >= 1000 for i in range(len(starts) - 20))
+
+
+@pytest.mark.slow
+def test_a_global_cap_holds_across_worker_processes(app: Conveyor) -> None:
+    jobs = [flow_app.capped.enqueue(0.05) for _ in range(100)]
+    workers = _workers(app, "capped", 3, "-c", "20")
+    try:
+        wait_until(lambda: _all_completed(jobs), 40, "100 capped jobs to complete")
+    finally:
+        _stop(workers)
+    done = [j.refresh() for j in jobs]
+    assert all(j.attempt == 1 for j in done)
+    # the ledger of slot holding on the backend clock: claimed at started_at, settled at
+    # finished_at; at equal times an end counts before a start
+    ledger = sorted([(j.started_at, 1) for j in done] + [(j.finished_at, -1) for j in done],
+                    key=lambda e: (e[0] or 0, e[1]))
+    active, peak = 0, 0
+    for _, change in ledger:
+        active += change
+        peak = max(peak, active)
+    assert peak == 4
+
+
+@pytest.mark.slow
+def test_a_killed_workers_slots_come_back_with_its_leases(app: Conveyor) -> None:
+    long = [flow_app.held.enqueue(60.0) for _ in range(4)]
+    short = [flow_app.held.enqueue(0.05) for _ in range(8)]
+    [victim] = _workers(app, "held", 1, "-c", "20", "--lease", "1")
+    rescuers: list[WorkerProcess] = []
+    try:
+        wait_until(lambda: _states(long) == [JobState.ACTIVE] * 4, 20, "the cap to fill")
+        assert _states(short) == [JobState.WAITING] * 8
+        victim.kill()  # SIGKILL with all 4 slots held: nothing hands them back
+        rescuers = _workers(app, "held", 2, "-c", "20", "--lease", "1")
+        wait_until(lambda: _all_completed(long + short), 30, "rescue and the rest to run")
+    finally:
+        _stop([victim, *rescuers])
+    assert all(j.refresh().stalls == 1 for j in long)
+    [info] = [i for i in app.limits.list() if i.name == "task:held"]
+    assert all(u.active == 0 for u in info.use)  # every slot came back
