@@ -45,7 +45,7 @@ from ..base import (
     WorkerInfo,
     is_inline,
 )
-from . import cluster, codec, flow, reads
+from . import cluster, codec, dependencies, flow, reads
 from .claims import Claims
 from .connect import parse_url
 from .connection import Connection
@@ -62,7 +62,7 @@ _LEASE_STATUS = {0: LeaseStatus.LOST, 1: LeaseStatus.HELD, 2: LeaseStatus.CANCEL
 class RedisBackend(RedisSchedules, Backend):
     # inline_sync: inline calls go through a synchronous client on the caller's thread
     capabilities = Capabilities(multi_process=True, multi_host=True, blocking_wakeup=True,
-                                inline_sync=True, flow_control=True)
+                                inline_sync=True, flow_control=True, flows=True)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -329,7 +329,8 @@ class RedisBackend(RedisSchedules, Backend):
 
     async def cancel(self, where: JobFilter) -> list[str]:
         return await reads.act(self, "cancel", (JobState.WAITING, JobState.DELAYED,
-                                                JobState.ACTIVE), where)
+                                                JobState.ACTIVE, JobState.WAITING_CHILDREN),
+                               where)
 
     async def retry(self, where: JobFilter) -> list[str]:
         return await reads.act(self, "retry", (JobState.FAILED, JobState.CANCELLED), where)
@@ -341,6 +342,17 @@ class RedisBackend(RedisSchedules, Backend):
         return await reads.act(self, "remove", (
             JobState.WAITING, JobState.DELAYED, JobState.COMPLETED, JobState.FAILED,
             JobState.CANCELLED), where)
+
+    # -- flows (redis/dependencies.py) ------------------------------------------------
+    async def enqueue_flow(self, jobs: Sequence[NewJob]) -> list[Job]:
+        await self.conn.connected()
+        return await dependencies.enqueue_flow(self.conn, jobs)
+
+    async def flow_jobs(self, flow_id: str) -> list[Job]:
+        return await dependencies.flow_jobs(self.conn, flow_id)
+
+    async def cancel_flow(self, flow_id: str) -> list[str]:
+        return await dependencies.cancel_flow(self.conn, flow_id)
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         batch = Batch()

@@ -45,6 +45,21 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
                          zset    jobs stored with an expiry: score expires_at (the job
                                  hash's exp); fetch cancels those never started first
                                  (includes/expiry.lua)
+    P:{q:Q}:waiting_children
+                         zset    flows (conveyor/flows): jobs waiting for their
+                                 dependencies (state waiting-children), score when they
+                                 started waiting
+    P:{q:Q}:waits:<id>   set     flows: the dependencies of job <id> not resolved yet; a
+                                 dependency's end SREMs itself (exactly once) and the job
+                                 is released when its hash's `waits` counter reaches 0
+    P:{q:Q}:flowjobs:<flow>
+                         zset    flows: the ids of one flow's jobs, score enqueue order
+                                 A flow's jobs also hold flow_id, parents (JSON {id:
+                                 policy}), waits, and, for a job others wait for,
+                                 children (JSON [[id, policy], ...]): the one field a
+                                 settle reads for flows (lua/includes/dependents.lua).
+                                 Redis Cluster: a script reaches one slot, so a flow's
+                                 jobs share one queue (refused otherwise)
     P:{q:Q}:schedule:<name>
                          hash    a schedule whose jobs go to Q (redis/schedules.py): its
                                  definition, version, next and last run, counters
@@ -92,6 +107,7 @@ Global, tag ``{g}``::
 Job id index, tag ``{i:XX}`` with XX = crc32(id) & 0xff in hex (256 shards)::
 
     P:{i:XX}:ids         hash    job id -> queue: how ``get(id)`` finds a job's queue
+                                 (and "flow:<flow id>" -> the queue of that flow)
 
 On one server the enqueue script writes the index entry (HSETNX, which also detects an
 id reused in another queue) with the job, atomically. On Cluster a queue's script cannot

@@ -1,7 +1,8 @@
 """The Lua scripts (one per transition, in ``lua/``) and the way they are called.
 
 Each script is read once with its ``--- @include "name"`` lines replaced by
-``lua/includes/name.lua``, and called by SHA (EVALSHA). A server that does not know the
+``lua/includes/name.lua`` (an include may include others; each is spliced once, where
+first named), and called by SHA (EVALSHA). A server that does not know the
 SHA (restarted, flushed, or a Cluster node that never saw it) answers NOSCRIPT: that call
 alone is repeated with EVAL, which runs the script and caches it there. NOSCRIPT means the
 script did not run, so the repeat cannot apply a transition twice.
@@ -41,6 +42,18 @@ class Script:
     sha: str
 
 
+def _expand(text: str, includes: Any, spliced: set[str]) -> str:
+    """`text` with its includes spliced in, each once (where first named)."""
+    def splice(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in spliced:
+            return ""
+        spliced.add(name)
+        return _expand(includes.joinpath(f"{name}.lua").read_text(), includes, spliced)
+
+    return _INCLUDE.sub(splice, text)
+
+
 def _load() -> dict[str, Script]:
     lua = resources.files(__package__).joinpath("lua")
     includes = lua.joinpath("includes")
@@ -49,10 +62,7 @@ def _load() -> dict[str, Script]:
         if not entry.name.endswith(".lua"):
             continue
 
-        def splice(match: re.Match[str]) -> str:
-            return includes.joinpath(f"{match.group(1)}.lua").read_text()
-
-        text = _INCLUDE.sub(splice, entry.read_text())
+        text = _expand(entry.read_text(), includes, set())
         name = entry.name[:-4]
         scripts[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())
     return scripts

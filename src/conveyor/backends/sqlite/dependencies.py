@@ -16,35 +16,9 @@ from ...errors import InvalidFlowError
 from ...jobs import Job
 from ...serialization import dumps
 from ..base import NewJob
+from ..dependencies import check_flow
 from . import rows
 from .store import Q, SqliteStore
-
-
-def check_flow(jobs: Sequence[NewJob]) -> set[str]:
-    """Refuse what cannot be stored (InvalidFlowError); the ids of jobs others wait for."""
-    if not jobs:
-        raise InvalidFlowError("a flow needs at least one job")
-    flow_id = jobs[0].flow_id
-    if not flow_id:
-        raise InvalidFlowError("every job of a flow carries its flow_id")
-    seen: set[str] = set()
-    parents: set[str] = set()
-    for new in jobs:
-        if new.flow_id != flow_id:
-            raise InvalidFlowError(f"job {new.id} belongs to flow {new.flow_id}, not {flow_id}")
-        if new.key is not None:
-            raise InvalidFlowError(f"job {new.id}: a flow's jobs take no dedup key")
-        if new.id in seen:
-            raise InvalidFlowError(f"job id {new.id} appears twice in the flow")
-        for parent, policy in new.parents:
-            if parent not in seen:
-                raise InvalidFlowError(f"job {new.id} waits for {parent}, which is not an "
-                                       "earlier job of the flow")
-            if policy not in ("fail", "continue", "skip"):
-                raise InvalidFlowError(f"unknown failure policy {policy!r}")
-            parents.add(parent)
-        seen.add(new.id)
-    return parents
 
 
 def enqueue_flow(store: SqliteStore, conn: sqlite3.Connection,

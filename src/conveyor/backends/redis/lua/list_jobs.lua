@@ -43,7 +43,8 @@ end
 -- sets whole and sort them, instead of walking every job of the queue.
 if states then
   local sets = {waiting = WAITING, delayed = DELAYED, active = ACTIVE, completed = COMPLETED,
-                failed = FAILED, cancelled = CANCELLED}
+                failed = FAILED, cancelled = CANCELLED,
+                ['waiting-children'] = string.sub(JOB, 1, -5) .. 'waiting_children'}
   local total = 0
   for s in pairs(states) do total = total + redis.call('ZCARD', sets[s]) end
   if total <= budget then

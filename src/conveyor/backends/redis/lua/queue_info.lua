@@ -12,9 +12,9 @@
 --- @include "clock"
 --- @include "queue"
 
--- flows: the queue's jobs waiting for their dependencies (none until Redis stores flows);
--- named from the job prefix ("P:{q:Q}:job:" -> "P:{q:Q}:blocked"), in the queue's slot
-local BLOCKED = string.sub(JOB, 1, -5) .. 'blocked'
+-- flows: the queue's jobs waiting for their dependencies (includes/dependents.lua),
+-- named from the job prefix ("P:{q:Q}:job:" -> "P:{q:Q}:waiting_children")
+local BLOCKED = string.sub(JOB, 1, -5) .. 'waiting_children'
 
 local oldest = -1
 local head = redis.call('ZRANGE', WAITING, 0, 0, 'WITHSCORES')

@@ -13,6 +13,7 @@
 --- @include "queue"
 --- @include "events"
 --- @include "flow"
+--- @include "dependents"
 
 local now = now_ms()
 FLOW_ON = redis.call('HGET', META, 'flow') == '1'
@@ -22,7 +23,8 @@ local woken = 0
 for _, id in ipairs(expired) do
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'attempt', 'stalls', 'max_stalls', 'cancel_requested',
-                       'worker', 'priority', 'scheduled_at', 'seq', 'errors', 'flow')
+                       'worker', 'priority', 'scheduled_at', 'seq', 'errors', 'flow',
+                       'children')
   redis.call('ZREM', ACTIVE, id)
   if f[10] then flow_release(jk) end
   if f[1] then
@@ -53,6 +55,7 @@ for _, id in ipairs(expired) do
     redis.call('HSET', jk, 'state', state, 'attempt', attempt, 'stalls', stalls + 1,
                'errors', append_json(f[9], entry), 'token', '',
                'ev', emit_state(now, id, state, attempt, cjson.encode('Stalled: ' .. message)))
+    if f[11] and state ~= 'waiting' then dependents_done(now, id, state, f[11]) end  -- flows
   end
 end
 if woken > 0 then wake(woken) end

@@ -40,7 +40,8 @@ local function selected(id, allowed)
 end
 
 local SCAN_SETS = {waiting = WAITING, delayed = DELAYED, active = ACTIVE,
-                   completed = COMPLETED, failed = FAILED, cancelled = CANCELLED}
+                   completed = COMPLETED, failed = FAILED, cancelled = CANCELLED,
+                   ['waiting-children'] = string.sub(JOB, 1, -5) .. 'waiting_children'}
 
 -- Apply `act(now, id, state)` (true when the job left its set) to every selected job.
 -- Returns {changed ids, entries to skip next time, 1 when the set is exhausted}.

@@ -2,6 +2,10 @@
 -- Refused unless the job is active under the same lease token. Set changes are gathered
 -- and written once per call (settle_done), one ZREM/ZADD for the whole batch.
 -- Needs "flow": a job claimed through gates (token ending '+') gives its slots back here.
+-- A job that others wait for (flows: `children` in its hash) releases or ends them here,
+-- in the same script (dependents.lua); every other job pays one more HMGET field.
+
+--- @include "dependents"
 
 local settle_left = {}  -- ids leaving the active set
 local settle_sets = {[COMPLETED] = {}, [FAILED] = {}, [CANCELLED] = {}, [DELAYED] = {},
@@ -15,7 +19,7 @@ end
 
 local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary)
   local jk = job_key(id)
-  local cur = redis.call('HMGET', jk, 'state', 'token', 'attempt')
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'attempt', 'children')
   if cur[1] ~= 'active' or cur[2] ~= token then
     return 0
   end
@@ -35,6 +39,7 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
     local s = settle_sets[COMPLETED]
     s[#s + 1] = t
     s[#s + 1] = id
+    if cur[4] then dependents_done(now, id, 'completed', cur[4]) end  -- flows
   elseif outcome == 'failed' then
     local errors = append_json(redis.call('HGET', jk, 'errors'), stamp(payload, now))
     if retry_in_ms == '' then
@@ -44,6 +49,7 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
       local s = settle_sets[FAILED]
       s[#s + 1] = t
       s[#s + 1] = id
+      if cur[4] then dependents_done(now, id, 'failed', cur[4]) end  -- flows
     else
       local due = now + tonumber(retry_in_ms)
       local state = 'waiting'
@@ -73,6 +79,7 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
     local s = settle_sets[CANCELLED]
     s[#s + 1] = t
     s[#s + 1] = id
+    if cur[4] then dependents_done(now, id, 'cancelled', cur[4]) end  -- flows
   elseif outcome == 'rate_limited' then
     -- RateLimited from the task: back uncharged. A job with gates waits at its place
     -- with its gates (or the limiter named in payload) paused for retry_in_ms; one

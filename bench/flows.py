@@ -1,0 +1,198 @@
+"""Flows: what dependencies cost, on SQLite and Redis, in one run.
+
+    .venv/bin/python bench/flows.py [--jobs 10000] [--graph 1000] [--rounds 3]
+                                    [--only sqlite|redis] [--plain-only]
+
+Per backend (a fresh SQLite file; a throw-away redis-server, no persistence):
+
+- **independent**: N no-op jobs enqueued in bulk, then drained by one in-process worker
+  (concurrency 50): jobs/s, and CPU µs per job (this process, which on SQLite includes
+  the database's work, plus redis-server's own): on a busy machine the CPU figure moves
+  far less than the rate. This is the path of users who never use flows, so it is
+  also the A/B figure: run it with PYTHONPATH at two checkouts, back to back
+  (``--plain-only`` runs nothing else).
+- **chain**: a chain of N no-op jobs (each waits for the previous one), enqueued as one
+  flow, then drained the same way: jobs/s, and the cost per edge at settle
+  (1/chain - 1/independent). A chain runs one job at a time, so it also pays one
+  claim round per job: the figure is an upper bound on the edge's own cost.
+- **graph enqueue**: a graph of G jobs (each of the jobs after the first 10 waits for two
+  earlier ones) stored with one `enqueue_flow`: ms, and on Redis the commands it sent.
+
+Rounds alternate the workloads; the medians are printed as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conveyor import Conveyor
+from conveyor.worker import Worker
+
+
+def make_app(url: str) -> tuple[Conveyor, Any]:
+    app = Conveyor(url)
+
+    @app.task
+    async def noop() -> None:
+        return None
+
+    return app, noop
+
+
+async def drain(app: Conveyor) -> tuple[float, float]:
+    """Wall and CPU seconds (this process: the worker and, on SQLite, the database)."""
+    worker = Worker(app, ["default"], concurrency=50, poll_interval=0.01)
+    start, cpu = time.perf_counter(), time.process_time()
+    await worker.run(until_idle=True)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def independent(url: str, jobs: int, server_cpu: Callable[[], float]) -> tuple[float, float]:
+    """jobs/s, and CPU µs per job (this process plus redis-server's)."""
+    app, noop = make_app(url)
+    app.enqueue_many([noop.prepare() for _ in range(jobs)])
+    before = server_cpu()
+    seconds, cpu = asyncio.run(drain(app))
+    cpu += server_cpu() - before
+    app.close()
+    return jobs / seconds, cpu / jobs * 1e6
+
+
+def chained(url: str, jobs: int) -> float:
+    from conveyor import chain  # not in a checkout from before flows (A/B: --plain-only)
+
+    app, noop = make_app(url)
+    chain(*(noop.prepare() for _ in range(jobs))).enqueue(app)
+    seconds, _ = asyncio.run(drain(app))
+    app.close()
+    return jobs / seconds
+
+
+def graph_enqueue(url: str, size: int, commands: Callable[[], int]) -> dict[str, float]:
+    app, noop = make_app(url)
+    rng = random.Random(7)
+    flow = app.new_flow()
+    added = [flow.add(noop.prepare()) for _ in range(10)]
+    for _ in range(size - 10):
+        added.append(flow.add(noop.prepare(), after=rng.sample(added, 2)))
+    app.get_flow("warm-up")  # connect before timing
+    before = commands()
+    start = time.perf_counter()
+    flow.enqueue()
+    ms = (time.perf_counter() - start) * 1000
+    sent = commands() - before
+    app.close()
+    return {"ms": ms, "backend_commands": sent}
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not installed")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.folder = tempfile.mkdtemp(prefix="bench-flows-redis-")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.folder], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise SystemExit("redis-server did not start")
+
+    def url(self, n: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/0?prefix=b{n}"
+
+    def cpu(self) -> float:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO", "cpu"],
+                             capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+    def commands(self) -> int:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO", "stats"],
+                             capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("total_commands_processed:"):
+                return int(line.split(":")[1])
+        return 0
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    server = RedisServer() if name == "redis" else None
+    folder = tempfile.mkdtemp(prefix="bench-flows-")
+    urls = iter(range(10_000))
+
+    def url() -> str:
+        n = next(urls)
+        return server.url(n) if server else f"sqlite:///{folder}/b{n}.db"
+
+    out: dict[str, list[float]] = {"independent_jobs_per_s": [], "independent_cpu_us_per_job": []}
+    try:
+        for _ in range(args.rounds):
+            rate, cpu = independent(url(), args.jobs, server.cpu if server else lambda: 0.0)
+            out["independent_jobs_per_s"].append(rate)
+            out["independent_cpu_us_per_job"].append(cpu)
+            if args.plain_only:
+                continue
+            out.setdefault("chain_jobs_per_s", []).append(chained(url(), args.jobs))
+            g = graph_enqueue(url(), args.graph, server.commands if server else lambda: 0)
+            out.setdefault("graph_enqueue_ms", []).append(g["ms"])
+            out.setdefault("graph_enqueue_commands", []).append(g["backend_commands"])
+    finally:
+        if server:
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    result: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in out.items()}
+    if "chain_jobs_per_s" in result:
+        result["settle_cost_per_edge_us"] = round(
+            (1 / result["chain_jobs_per_s"] - 1 / result["independent_jobs_per_s"]) * 1e6, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--graph", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["sqlite", "redis"], default=None)
+    parser.add_argument("--plain-only", action="store_true",
+                        help="only the independent no-op jobs (the A/B figure)")
+    args = parser.parse_args()
+    names = [args.only] if args.only else ["sqlite", "redis"]
+    report = {"jobs": args.jobs, "graph": args.graph, "rounds": args.rounds,
+              "results": {n: run_backend(n, args) for n in names if _supported(n)}}
+    json.dump(report, sys.stdout, indent=2)
+    print()
+
+
+def _supported(name: str) -> bool:
+    return name == "sqlite" or shutil.which("redis-server") is not None
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()
