@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, JobHandle, JobState, Worker
+from conveyor.flow.api import store_declared
 from tests import flow_workers_app as flow_app
 from tests.helpers import WorkerProcess, wait_until
 from tests.redis_server import RedisServer, redis_server, unique_url  # noqa: F401 (a session fixture)
@@ -70,6 +71,19 @@ def test_rate_limited_pauses_only_its_key_and_charges_no_attempt(app: Conveyor,
         reasons = app.run_sync(lambda j=job: app.backend.flow_blockers(j.id))
         assert [(r["reason"], r["limiter"], r["key"]) for r in reasons] == [
             ("paused", f"task:{task}", "a")]
+
+
+def test_a_scheduled_job_passes_its_tasks_limits(app: Conveyor) -> None:
+    app.schedules.create("hourly", flow_app.held.name, args=[0.0], every="1h")
+    plain = flow_app.held.enqueue(0.0)
+    fired = [app.schedules.trigger("hourly") for _ in range(4)]
+    app.run_sync(lambda: store_declared(app))
+    claimed = app.run_sync(lambda: app.backend.fetch(["held"], 10, "w", 30_000)).claims
+    assert len(claimed) == 4  # the cap of 4 holds the scheduled jobs as well
+    assert plain.id in {c.job.id for c in claimed}
+    assert [j.refresh().state for j in fired].count(JobState.WAITING) == 1
+    [info] = [i for i in app.limits.list() if i.name == "task:held"]
+    assert [(u.key, u.active) for u in info.use] == [("", 4)]
 
 
 # -- three `conveyor worker` processes -------------------------------------------------

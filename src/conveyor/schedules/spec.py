@@ -41,12 +41,13 @@ class JobTemplate:
     timeout: float | None
     backoff_json: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    flow: str | None = None  # its flow group (conveyor/flow): the task's limits hold
 
     @classmethod
     def from_job(cls, job: NewJob) -> JobTemplate:
         return cls(job.task, job.queue, job.args_json, job.kwargs_json, job.priority,
                    job.max_attempts, job.max_stalls, job.timeout, job.backoff_json,
-                   loads(job.meta_json) or {})
+                   loads(job.meta_json) or {}, job.flow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class ScheduleSpec:
             max_attempts=j.max_attempts, max_stalls=j.max_stalls, timeout=j.timeout,
             backoff_json=j.backoff_json,
             meta_json=dumps({**j.meta, "schedule": self.name, "tick": _iso(tick_ms)}),
+            flow=j.flow,
         )
 
     def first_run_after(self, after_ms: int) -> int | None:
@@ -101,7 +103,9 @@ class ScheduleSpec:
                     "args": self.job.args_json, "kwargs": self.job.kwargs_json,
                     "priority": self.job.priority, "max_attempts": self.job.max_attempts,
                     "max_stalls": self.job.max_stalls, "timeout": self.job.timeout,
-                    "backoff": self.job.backoff_json, "meta": self.job.meta},
+                    "backoff": self.job.backoff_json, "meta": self.job.meta,
+                    # only when set: a schedule without limits keeps its stored definition
+                    **({} if self.job.flow is None else {"flow": self.job.flow})},
         })
 
     @classmethod
@@ -114,7 +118,7 @@ class ScheduleSpec:
                           anchor_ms=d["anchor_ms"]),
             job=JobTemplate(j["task"], j["queue"], j["args"], j["kwargs"], j["priority"],
                             j["max_attempts"], j["max_stalls"], j["timeout"], j["backoff"],
-                            j["meta"]),
+                            j["meta"], j.get("flow")),
             start_ms=d["start_ms"], end_ms=d["end_ms"], misfire=d["misfire"],
             catch_up=d["catch_up"], grace_ms=d["grace_ms"], overlap=d["overlap"],
             jitter_ms=d["jitter_ms"], expires_ms=d["expires_ms"], paused=record.paused,

@@ -153,7 +153,7 @@ class RedisSchedules:
                 place = shards.setdefault(shard, len(keys) + 1)
                 if place == len(keys) + 1:
                     keys.append(shard)
-            args += [tick, *codec.new_job_args(job), place]
+            args += [tick, *codec.new_job_args(job), place, job.flow or ""]
         batch.script("schedule_fire", keys, args)
 
     async def _index_tick_ids(self, jobs: Sequence[Any]) -> None:

@@ -99,10 +99,15 @@ def _store_job(conn: sqlite3.Connection, job: NewJob, now: int) -> tuple[str, bo
         return str(existing[1]), False
     before = conn.execute(Q["last_seq"]).fetchone()[0]
     due = job.run_at_ms if job.run_at_ms is not None else now + job.delay_ms
-    conn.execute(Q["enqueue"], (
-        job.id, job.queue, job.task, job.args_json, job.kwargs_json,
-        "delayed" if due > now else "waiting", job.priority, job.key, job.max_attempts,
-        job.max_stalls, job.timeout, job.backoff_json, job.meta_json, now, due))
+    row = (job.id, job.queue, job.task, job.args_json, job.kwargs_json,
+           "delayed" if due > now else "waiting", job.priority, job.key, job.max_attempts,
+           job.max_stalls, job.timeout, job.backoff_json, job.meta_json, now, due)
+    if job.flow is None:
+        conn.execute(Q["enqueue"], row)
+    else:  # the task has limits: its group goes with it (conveyor/flow, store.py)
+        conn.execute(Q["enqueue_flow"], (*row, job.flow))
+        conn.execute(Q["flow_queue_on"], {"queue": job.queue})
+        conn.execute(Q["flow_group_add"], {"queue": job.queue, "grp": job.flow})
     conn.execute(Q["enqueued_events"], {"before": before})
     return job.id, True
 

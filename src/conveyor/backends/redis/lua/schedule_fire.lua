@@ -23,9 +23,9 @@
 -- ARGV[9]      the buffered tick to release ('' = none)
 -- ARGV[10]     id of a run to cancel if still waiting or delayed ('' = none)
 -- ARGV[11]     its error entry (JSON object without "at"), ARGV[12] its summary (JSON)
--- ARGV[13..]   11 values per tick: tick ms, then the first 10 values enqueue.lua takes per job
+-- ARGV[13..]   12 values per tick: tick ms, then the 11 values enqueue.lua takes per job
 --              (id, task, call, opts, priority, key, delay_ms, run_at_ms, max_stalls,
---              KEYS position of its id's index shard or '')
+--              KEYS position of its id's index shard or '', flow group or '')
 -- Returns {applied 1/0, version, skipped by overlap, buffered 1/0, expired 1/0, job ids...}
 
 --- @include "clock"
@@ -40,7 +40,7 @@ local t = int(now)
 local queue, indexing = ARGV[2], ARGV[3] == '1'
 local s = redis.call('HMGET', SCHEDULE, 'version', 'last_job', 'overlap', 'pending_tick_at')
 if s[1] ~= ARGV[4] then return {0, 0, 0, 0, 0} end
-for a = 13, #ARGV, 11 do
+for a = 13, #ARGV, 12 do
   if tonumber(ARGV[a]) > now then return {0, 0, 0, 0, 0} end
 end
 local last_job, overlap, pending = s[2], s[3], s[4]
@@ -68,7 +68,7 @@ local function expire(id)
   return 1
 end
 
--- Store the job whose 10 enqueue values start at ARGV[a]; its id, and whether it is new.
+-- Store the job whose 11 enqueue values start at ARGV[a]; its id, and whether it is new.
 local function store(a)
   local id, key = ARGV[a], ARGV[a + 5]
   local holder = redis.call('HGET', DEDUP, key)
@@ -86,6 +86,10 @@ local function store(a)
              'priority', ARGV[a + 4], 'max_stalls', ARGV[a + 8], 'created_at', t,
              'scheduled_at', due_text, 'seq', seq_text, 'key', key,
              'ev', emit_state(now, id, state, '0'))
+  if ARGV[a + 10] ~= '' then  -- the task has limits (includes/flow.lua)
+    redis.call('HSET', job_key(id), 'flow', ARGV[a + 10])
+    flow_turn_on()
+  end
   redis.call('HSET', DEDUP, key, id)
   redis.call('ZADD', JOBS, 0, order_member_text(t, seq_text, id))
   if state == 'delayed' then
@@ -114,7 +118,7 @@ if ARGV[9] ~= '' and ARGV[9] == pending then pending = false end
 local busy = last_state == 'waiting' or last_state == 'delayed' or last_state == 'active'
 local out = {1, 0, 0, 0, expired}
 local skipped, stored, buffered = 0, 0, 0
-for a = 13, #ARGV, 11 do
+for a = 13, #ARGV, 12 do
   if busy and ARGV[8] ~= '1' and overlap ~= 'allow' then
     if overlap == 'queue' then
       if pending and pending ~= ARGV[a] then skipped = skipped + 1 end
