@@ -75,15 +75,15 @@ def test_rate_limited_pauses_only_its_key_and_charges_no_attempt(app: Conveyor,
 
 def test_a_scheduled_job_passes_its_tasks_limits(app: Conveyor) -> None:
     app.schedules.create("hourly", flow_app.held.name, args=[0.0], every="1h")
-    plain = flow_app.held.enqueue(0.0)
-    fired = [app.schedules.trigger("hourly") for _ in range(4)]
+    plain = [flow_app.held.enqueue(0.0) for _ in range(4)]
+    fired = app.schedules.trigger("hourly")
     app.run_sync(lambda: store_declared(app))
     claimed = app.run_sync(lambda: app.backend.fetch(["held"], 10, "w", 30_000)).claims
-    assert len(claimed) == 4  # the cap of 4 holds the scheduled jobs as well
-    assert plain.id in {c.job.id for c in claimed}
-    assert [j.refresh().state for j in fired].count(JobState.WAITING) == 1
-    [info] = [i for i in app.limits.list() if i.name == "task:held"]
-    assert [(u.key, u.active) for u in info.use] == [("", 4)]
+    assert {c.job.id for c in claimed} == {j.id for j in plain}  # the cap of 4 is full
+    assert fired.refresh().state is JobState.WAITING
+    reasons = app.run_sync(lambda: app.backend.flow_blockers(fired.id))
+    assert [(r["reason"], r["used"], r["limit"]) for r in reasons] == [
+        ("concurrency_full", 4, 4)]
 
 
 # -- three `conveyor worker` processes -------------------------------------------------
