@@ -7,11 +7,18 @@ import pytest
 
 from conveyor import Conveyor
 from tests.flows import flow_app
+from tests.redis_server import redis_server, unique_url  # noqa: F401 (a session fixture)
 
 
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Conveyor]:
-    url = f"sqlite:///{tmp_path}/jobs.db"
+@pytest.fixture(params=["sqlite", "redis"])
+def app(request: pytest.FixtureRequest, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Conveyor]:
+    """The flow tasks on a fresh store of each backend (worker processes started by a
+    test find it through CONVEYOR_URL)."""
+    if request.param == "redis":
+        url = unique_url(request.getfixturevalue("redis_server"))
+    else:
+        url = f"sqlite:///{tmp_path}/jobs.db"
     monkeypatch.setenv("CONVEYOR_URL", url)
     monkeypatch.setenv("FLOW_LEDGER", str(tmp_path / "ledger"))
     flow_app.app.use(url)

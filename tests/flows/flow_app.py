@@ -3,6 +3,7 @@ ledger file in $FLOW_LEDGER, so a test can check order and count runs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -57,3 +58,13 @@ async def flaky_callback(results: list[Any] | None = None) -> int:
     if current_job().attempt < 3:
         raise Retry(delay=0)
     return sum(r for r in results or [] if r is not None)
+
+
+@app.task
+async def step(n: int) -> int:
+    """Marks its start and its end, so a test can tell a dependent started after its
+    dependencies ended."""
+    _record("start")
+    await asyncio.sleep(0.02)
+    _record("end")
+    return n
