@@ -4,6 +4,7 @@ thing (gates, slots, pauses, limits(), why) on a real Redis Cluster of three mas
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -85,3 +86,19 @@ async def test_flow_control_on_the_cluster(redis_cluster: RedisCluster,
     assert {i.queue: i.effective for i in infos} == {
         q: {"rate": None, "concurrency": 2} for q in queues}
     assert all(i.use[0].paused_until for i in infos)
+
+
+async def test_window_logs_and_pauses_of_idle_keys_are_forgotten(backend: RedisBackend,
+                                                                 raw: redis.Redis) -> None:
+    base = f"{backend.keys.prefix}:{{q:q}}:flow:"
+    await backend.declare_limits([("q", "task:t", Limit(Rate(1, 50)).to_json())])
+    await backend.enqueue([gated("q", f"tenant{i}") for i in range(20)])
+    claims = (await backend.fetch(["q"], 20, W, LEASE)).claims
+    assert len(claims) == 20 and raw.scard(base + "windows") == 20
+    assert await backend.settle([Settlement(c.job.id, c.token, Outcome.RATE_LIMITED,
+                                            retry_in_ms=1) for c in claims]) == [True] * 20
+    assert raw.hlen(base + "pauses") == 20
+    await asyncio.sleep(0.1)  # every window (50 ms) and pause (1 ms) is over
+    assert raw.exists(*(base + f"w:task:t\ntenant{i}" for i in range(20))) == 0
+    await backend.limits()
+    assert raw.scard(base + "windows") == 0 and raw.hlen(base + "pauses") == 0

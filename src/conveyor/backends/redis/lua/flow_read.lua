@@ -1,5 +1,6 @@
 -- flow_read: the limiters stored in one queue with their use, for limits()
--- (includes/flow.lua). Reads only.
+-- (includes/flow.lua). Writes only to forget window logs that expired and pauses that
+-- ended.
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
@@ -23,10 +24,13 @@ for i = 1, #flat, 2 do
   if tonumber(flat[i + 1]) > now then
     pauses[#pauses + 1] = flat[i]
     pauses[#pauses + 1] = flat[i + 1]
+  else
+    redis.call('HDEL', F_PAUSES, flat[i])
   end
 end
 local starts = {}
 for _, pk in ipairs(redis.call('SMEMBERS', F_WINDOWS)) do
+  if redis.call('EXISTS', FLOW .. 'w:' .. pk) == 0 then redis.call('SREM', F_WINDOWS, pk) end
   local lim = string.sub(pk, 1, string.find(pk, '\n', 1, true) - 1)
   local limit = limits[lim] or {}
   if limit[1] then

@@ -174,6 +174,18 @@ local function flow_unblock(now)
   end
 end
 
+-- Forget up to two window logs that expired and two pauses that ended, picked at random,
+-- so keys seen once (a tenant of one day) do not pile up in these indexes.
+local function flow_tidy(now)
+  for _, pk in ipairs(redis.call('SRANDMEMBER', F_WINDOWS, 2)) do
+    if redis.call('EXISTS', FLOW .. 'w:' .. pk) == 0 then redis.call('SREM', F_WINDOWS, pk) end
+  end
+  local pauses = redis.call('HRANDFIELD', F_PAUSES, 2, 'WITHVALUES')
+  for i = 1, #pauses, 2 do
+    if tonumber(pauses[i + 1]) <= now then redis.call('HDEL', F_PAUSES, pauses[i]) end
+  end
+end
+
 -- Choose up to n waiting jobs that may start now, taking their gates: the best ready
 -- group (priority, then turn) gives its best job and goes to the back of the line; a
 -- group whose gates refuse leaves the line (blocked until a time, or parked on the full
@@ -181,6 +193,7 @@ end
 -- jobs as ZPOPMIN would (member, score, ...), gone from the waiting set already.
 local function flow_choose(now, n, token_prefix)
   flow_unblock(now)
+  flow_tidy(now)
   local limits = flow_limits()
   local out, looked = {}, 0
   while #out < 2 * n and looked < n + FLOW_LOOK_MAX do
