@@ -284,3 +284,14 @@ async def test_a_blocked_queue_does_not_stall_a_worker_of_several_queues(
     assert len(first) == 4  # one limited job, then the plain ones
     second = (await backend.fetch(["q", "other"], 4, W, LEASE)).claims
     assert second == []
+
+
+async def test_a_worker_of_several_queues_finds_a_key_behind_many_blocked_ones(
+        backend: Backend) -> None:
+    await declare(backend, rate=Rate(1, 60_000))
+    for i in range(150):
+        await enqueue(backend, 2, rkey=f"k{i}")
+    assert len(await claim(backend, 150)) == 150  # each key's budget is spent now
+    [fresh] = await enqueue(backend, 1, rkey="fresh")
+    claimed = (await backend.fetch(["q", "other"], 5, W, LEASE)).claims
+    assert [c.job.id for c in claimed] == [fresh]

@@ -186,6 +186,17 @@ local function flow_tidy(now)
   end
 end
 
+-- A group whose gates refuse leaves the line: parked on the full slot, else blocked until
+-- the time its window or pause lets it start.
+local function flow_leave_line(rm, grp, till, slot)
+  redis.call('ZREM', F_READY, rm)
+  if slot then
+    redis.call('ZADD', F_PARKED, 0, slot .. '\n' .. grp)
+  else
+    redis.call('ZADD', F_BLOCKED, till, grp)
+  end
+end
+
 -- Choose up to n waiting jobs that may start now, taking their gates: the best ready
 -- group (priority, then turn) gives its best job and goes to the back of the line; a
 -- group whose gates refuse leaves the line (blocked until a time, or parked on the full
@@ -205,12 +216,7 @@ local function flow_choose(now, n, token_prefix)
     local gates = grp ~= '' and cjson.decode(grp) or {}
     local till, slot = flow_verdict(gates, limits, now, true, false)
     if till or slot then
-      redis.call('ZREM', F_READY, rm)
-      if slot then
-        redis.call('ZADD', F_PARKED, 0, slot .. '\n' .. grp)
-      else
-        redis.call('ZADD', F_BLOCKED, till, grp)
-      end
+      flow_leave_line(rm, grp, till, slot)
     else
       local head = redis.call('ZPOPMIN', FLOW .. 'g:' .. grp, 1)
       if #head == 0 then
@@ -235,20 +241,26 @@ local function flow_choose(now, n, token_prefix)
 end
 
 -- Peek (a worker of several queues splitting its batch): the heads of the groups that
--- may start now, at most one per group but for the jobs without limits.
+-- may start now, at most one per group but for the jobs without limits. Groups found
+-- blocked leave the line as in a claim, so a peek alone keeps the line current.
 local function flow_peek(now, n)
+  flow_unblock(now)
   local limits = flow_limits()
-  local out = {}
-  local line = redis.call('ZRANGE', F_READY, 0, 99)
-  for _, rm in ipairs(line) do
-    if #out >= 2 * n then break end
-    local grp = string.sub(rm, 17)
+  local out, looked, at = {}, 0, 0
+  while #out < 2 * n and looked < FLOW_LOOK_MAX do
+    local line = redis.call('ZRANGE', F_READY, at, at)
+    if #line == 0 then break end
+    looked = looked + 1
+    local grp = string.sub(line[1], 17)
     local till, slot = nil, nil
-    if grp ~= '' then till, slot = flow_verdict(cjson.decode(grp), limits, now, false, false) end
-    if not (till or slot) then
+    if grp ~= '' then till, slot = flow_verdict(cjson.decode(grp), limits, now, true, false) end
+    if till or slot then
+      flow_leave_line(line[1], grp, till, slot)
+    else
+      at = at + 1
       local take = grp == '' and n - #out / 2 or 1
       local heads = redis.call('ZRANGE', FLOW .. 'g:' .. grp, 0, take - 1, 'WITHSCORES')
-      for i = 1, #heads do out[#out + 1] = heads[i] end
+      for k = 1, #heads do out[#out + 1] = heads[k] end
     end
   end
   return out
