@@ -28,6 +28,7 @@ from . import jobs, queues, info, check  # noqa: F401
 from . import passwords  # noqa: F401
 from . import schedules  # noqa: F401
 from . import limits  # noqa: F401
+from . import flows  # noqa: F401
 from ._root import cli, main
 
 __all__ = ["cli", "main"]

@@ -32,6 +32,7 @@ from ..backends.base import JobFilter
 from ..dedup import Dedup
 from ..errors import InvalidOptionError
 from ..flow.why import as_json, why_waiting
+from ..flows.view import waiting_for
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
 from ..web.keys import HASHED_IDEMPOTENCY_PREFIX, IDEMPOTENCY_PREFIX
@@ -214,6 +215,8 @@ async def get_job(request: Request, job_id: JobId, wait: Wait = 0.0) -> Response
     after = m.retry_after(job)
     reasons = [as_json(r) for r in await why_waiting(await backend_of(request), job)] \
         if job.state in (JobState.WAITING, JobState.DELAYED) else []
+    if job.state is JobState.WAITING_CHILDREN:  # flows: its dependencies have not finished
+        reasons = [{"reason": "waiting_children", "detail": waiting_for(job)}]
     return m.json_response({**m.job_status(job, m.prefix(request)), "waiting_reasons": reasons},
                            headers={"Retry-After": after} if after else None)
 

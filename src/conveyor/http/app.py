@@ -23,7 +23,7 @@ from ..web.guard import OpenModeGuard
 from ..web.hub import EventHub
 from ..web.settings import HttpSettings
 from . import api as jobs_api
-from . import events, limits, models, ops, problems
+from . import events, flows, limits, models, ops, problems
 from . import metrics as metrics_routes
 from .batching import EnqueueBatcher
 
@@ -70,6 +70,7 @@ def create_app(conveyor: Conveyor, settings: HttpSettings | None = None) -> Fast
     api.include_router(jobs_api.router, prefix="/v1")
     api.include_router(events.router, prefix="/v1")
     api.include_router(limits.router, prefix="/v1")
+    api.include_router(flows.router, prefix="/v1")
     for plugin in conveyor.plugins:  # webhooks, metrics, schedules, yours
         wrap = getattr(plugin, "http_middleware", None)  # ASGI middleware (tracing)
         if wrap is not None:

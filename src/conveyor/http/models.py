@@ -174,7 +174,8 @@ class WaitingReason(BaseModel):
     reason: str = Field(
         description="delayed | queue_paused | rate_limited | paused (a task raised "
                     "RateLimited) | concurrency_full | no_worker (no live worker consumes "
-                    "the queue); later versions may add kinds.")
+                    "the queue) | waiting_children (a flow's job: '2 of 5 dependencies "
+                    "left'); later versions may add kinds.")
     detail: str = Field(description="The reason as a sentence.")
     queue: str | None = None
     limiter: str | None = Field(default=None, description="The limiter that holds it back.")
