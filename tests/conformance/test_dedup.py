@@ -263,3 +263,14 @@ async def test_a_job_not_yet_expired_is_claimed(backend: Backend) -> None:
     await backend.enqueue([new])
     claims = (await backend.fetch(["q"], 1, W, LEASE)).claims
     assert [c.job.id for c in claims] == [new.id]
+
+
+async def test_a_retried_expired_job_runs(backend: Backend) -> None:
+    new = new_job(expires_ms=50)
+    await backend.enqueue([new])
+    await _until_backend_time(backend, (await _get(backend, new.id)).created_at + 100)
+    assert (await backend.fetch(["q"], 1, W, LEASE)).claims == []
+    await _expired(backend, new.id)
+    assert await backend.retry(JobFilter(ids=(new.id,))) == [new.id]
+    claims = (await backend.fetch(["q"], 1, W, LEASE)).claims
+    assert [c.job.id for c in claims] == [new.id]

@@ -45,6 +45,9 @@ Per queue, tag ``{q:<queue>}`` (queue names never contain ``{``, ``}`` or ``:``)
                          zset    jobs stored with an expiry: score expires_at (the job
                                  hash's exp); fetch cancels those never started first
                                  (includes/expiry.lua)
+    P:{q:Q}:meta:parked  zset    keep_last copies waiting (delayed at 9999-12-31) for the
+                                 job in their hash's field after to leave active; fetch
+                                 makes them waiting (includes/dedup.lua)
     P:{q:Q}:waiting_children
                          zset    flows (conveyor/flows): jobs waiting for their
                                  dependencies (state waiting-children), score when they

@@ -6,7 +6,12 @@ order, so a later job of the batch folds into an earlier one exactly as a later 
 would. Each dedup job first looks at the newest job that took its key (`dedup_holder`)
 and folds into it when its mode says so (`folds`, the same table as Redis'
 includes/dedup.lua; conveyor/dedup.py says it in words). keep_last's copy of a running
-job waits parked until that job leaves `active` (the dedup_unpark trigger).
+job waits parked until that job leaves `active`.
+
+The claim's transaction first cancels jobs past their expiry that never started, and
+makes parked copies whose key no longer runs waiting (`before_claim`), as fetch.lua does
+on Redis: three statements that each find nothing in one index seek when no job uses
+these options.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from ..base import Enqueued, NewJob
 from . import rows
 
 PENDING = ("waiting", "delayed")
-# keep_last's copy stored while its key's job runs: delayed until this time, which the
-# dedup_unpark trigger (schema.sql) replaces by "now" when that job leaves `active`
+# keep_last's copy stored while its key's job runs: delayed until this time, which
+# dedup_unpark (queries.sql) replaces by "now" at the first claim after that job ended
 PARKED_AT = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 UNFINISHED = ("waiting", "delayed", "active")
 
@@ -33,6 +38,13 @@ def folds(spec: DedupSpec, state: str, started: bool, created_at: int, now: int)
     if spec.mode == "throttle":
         return now < created_at + spec.window_ms
     return state in PENDING and not started  # started, debounce, keep_last
+
+
+def before_claim(conn: sqlite3.Connection, q: dict[str, str], now: int) -> None:
+    params = {"now": now}
+    conn.execute(q["expire_due"], params)
+    conn.execute(q["expire_spent"], params)
+    conn.execute(q["dedup_unpark"], params)
 
 
 def enqueue(conn: sqlite3.Connection, q: dict[str, str], jobs: Sequence[NewJob],

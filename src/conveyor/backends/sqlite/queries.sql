@@ -53,14 +53,27 @@ RETURNING *;
 
 -- name: expire_due
 -- Jobs never started by their expiry end cancelled with reason "expired", in the claim's
--- transaction before anything is claimed (served by the jobs_expiring index).
+-- transaction before anything is claimed (served by the jobs_expiry index). The expiry
+-- is spent: a retry of the job runs it.
 UPDATE jobs
-SET state = 'cancelled', finished_at = :now,
+SET state = 'cancelled', finished_at = :now, expires_at = NULL,
     errors = json_insert(errors, '$[#]', json_object(
         'type', 'JobExpired', 'message', 'expired: not started by its expiry time',
         'reason', 'expired', 'expires_at', expires_at, 'at', :now))
-WHERE expires_at <= :now AND state IN ('waiting', 'delayed') AND attempt + stalls = 0
-RETURNING id;
+WHERE expires_at <= :now AND state IN ('waiting', 'delayed') AND attempt + stalls = 0;
+
+-- name: expire_spent
+-- The other expiries whose time passed (their jobs started in time) leave the index.
+UPDATE jobs SET expires_at = NULL WHERE expires_at <= :now;
+
+-- name: dedup_unpark
+-- keep_last copies parked (sqlite/dedup.py) while no job with their key runs any more
+-- become waiting, in the claim's transaction before anything is claimed.
+UPDATE jobs SET state = 'waiting', scheduled_at = :now
+WHERE state = 'delayed' AND scheduled_at = 253402300799000
+  AND NOT EXISTS (SELECT 1 FROM jobs AS running
+                  WHERE running.queue = jobs.queue AND running.dedup = jobs.dedup
+                    AND running.state = 'active');
 
 -- name: enqueued_events
 -- One event per job this call stored, in one statement (cheaper than a row trigger).

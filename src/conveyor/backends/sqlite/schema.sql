@@ -312,17 +312,10 @@ BEGIN
                         AND p.state IN ('failed', 'cancelled'));
 END;
 
--- Dedup modes and expiry (conveyor/dedup.py; sqlite/dedup.py).
+-- Dedup modes and expiry (conveyor/dedup.py; sqlite/dedup.py). Neither index names
+-- `state`, so the claim's and the settle's state changes never touch them; an expiry
+-- whose time passed leaves the index at the next claim (expire_spent).
 CREATE INDEX IF NOT EXISTS jobs_dedup ON jobs (queue, dedup, seq) WHERE dedup IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_expiring ON jobs (expires_at)
-    WHERE expires_at IS NOT NULL AND state IN ('waiting', 'delayed');
--- keep_last: a copy stored while its key's job runs waits parked (delayed, at PARKED_AT in
--- sqlite/dedup.py) until that job leaves `active`, however it leaves.
-CREATE TRIGGER IF NOT EXISTS dedup_unpark AFTER UPDATE OF state ON jobs
-WHEN old.state = 'active' AND new.state != 'active' AND old.dedup IS NOT NULL
-BEGIN
-    UPDATE jobs SET state = 'waiting',
-                    scheduled_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-    WHERE queue = old.queue AND dedup = old.dedup AND state = 'delayed'
-      AND scheduled_at = 253402300799000;
-END;
+DROP INDEX IF EXISTS jobs_expiring;
+DROP TRIGGER IF EXISTS dedup_unpark;
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;

@@ -281,7 +281,7 @@ class SqliteStore:
         with self.transaction(conn) as now:
             settled = self._settle_all(conn, settle, now)
             if limit > 0:
-                conn.execute(Q["expire_due"], {"now": now})  # an expired job never starts
+                dedup.before_claim(conn, Q, now)  # an expired job never starts
                 conn.execute(Q["promote_due"], {"now": now})
                 claims = self._claim(conn, queues, limit, worker_id, lease_ms, now)
             if len(claims) < limit:

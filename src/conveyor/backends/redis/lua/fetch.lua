@@ -45,8 +45,10 @@ local meta = redis.call('HMGET', META, 'paused', 'ev', 'flow')
 events_prime(meta[2])
 FLOW_ON = meta[3] == '1'
 local settled = settle_all(now, 9, tonumber(ARGV[8]))
-expire_due(now)  -- before anything is promoted or claimed: an expired job never starts
-dedup_unpark(now)  -- keep_last copies whose running job is done
+if redis.call('EXISTS', EXPIRING, DEDUP_PARKED) > 0 then  -- one call for queues with neither
+  expire_due(now)  -- before anything is promoted or claimed: an expired job never starts
+  dedup_unpark(now)  -- keep_last copies whose running job is done
+end
 
 -- due delayed jobs become waiting (at most 1000 per call; the rest on the next)
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
