@@ -295,3 +295,32 @@ async def test_a_worker_of_several_queues_finds_a_key_behind_many_blocked_ones(
     [fresh] = await enqueue(backend, 1, rkey="fresh")
     claimed = (await backend.fetch(["q", "other"], 5, W, LEASE)).claims
     assert [c.job.id for c in claimed] == [fresh]
+
+
+async def test_rate_limited_without_limits_waits_delayed_uncharged(backend: Backend) -> None:
+    plain = new_job()
+    await backend.enqueue([plain])
+    [c] = await claim(backend)
+    assert await backend.settle([Settlement(plain.id, c.token, Outcome.RATE_LIMITED,
+                                            retry_in_ms=60_000)]) == [True]
+    job = await backend.get(plain.id)
+    assert job is not None and job.state is JobState.DELAYED and job.attempt == 0
+    started = c.job.started_at
+    assert started is not None and job.scheduled_at is not None
+    assert job.scheduled_at >= started + 60_000
+    assert await claim(backend) == []
+
+
+async def test_rate_limited_naming_one_limiter_pauses_only_it(backend: Backend) -> None:
+    await declare(backend, concurrency=10)
+    await declare(backend, Rate(1000, 60_000), name="shared")
+    jobs = [new_job(flow=group((TASK, "a", "a"), ("shared", "", ""))) for _ in range(2)]
+    others = [new_job(flow=group((TASK, "b", "b"), ("shared", "", ""))) for _ in range(2)]
+    await backend.enqueue(jobs + others)
+    first = await claim(backend, 1)
+    assert await backend.settle([Settlement(first[0].job.id, first[0].token,
+                                            Outcome.RATE_LIMITED, retry_in_ms=60_000,
+                                            limiter="shared")]) == [True]
+    assert await claim(backend) == []  # the shared limiter holds every key now
+    reasons = await backend.flow_blockers(others[0].id)
+    assert [(r["reason"], r["limiter"]) for r in reasons] == [("paused", "shared")]
