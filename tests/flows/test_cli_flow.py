@@ -31,6 +31,8 @@ def test_conveyor_flow_shows_its_jobs_and_what_they_wait_for(flow_id: str) -> No
     assert "1 of 1 dependencies left" in result.output
     data = json.loads(runner.invoke(cli, ["flow", flow_id, "--json"]).output)
     assert [j["task"] for j in data["jobs"]] == ["number", "add"]
+    shown = runner.invoke(cli, ["job", data["jobs"][1]["id"]])
+    assert "waiting: 1 of 1 dependencies left" in shown.output
 
 
 def test_conveyor_flow_cancel_and_unknown_flow(flow_id: str) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from ..backends.base import JobFilter
 from ..flow import why
+from ..flows.view import waiting_for
 from ..jobs import FINAL_STATES, JobState
 from . import render
 from ._root import cli, fail
@@ -55,6 +56,8 @@ def job(ctx: typer.Context, job_id: JobId, as_json: JsonOut = False) -> None:
         render.console().print(render.job_detail(found))
         for reason in reasons:  # why it is not running (conveyor/flow/why.py)
             typer.echo(f"waiting: {why.describe(reason)}")
+        if found.state is JobState.WAITING_CHILDREN:  # a flow's job (conveyor/flows)
+            typer.echo(f"waiting: {waiting_for(found)}")
 
 
 @cli.command()
