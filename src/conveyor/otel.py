@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import extras
-from .outcomes import Cancel, Retry
+from .outcomes import Cancel, RateLimited, Retry
 from .plugins import Plugin
 
 try:
@@ -52,7 +52,7 @@ SYSTEM = "conveyor"
 TRACE_KEYS = ("traceparent", "tracestate")  # the W3C trace context, kept in job.meta
 PROCESS_KEY = "conveyor.otel.process"  # the running attempt's span, for a `def` body
 _W3C = TraceContextTextMapPropagator()
-_OUTCOMES = (Retry, Cancel)  # ways a task ends an attempt on purpose: not errors
+_OUTCOMES = (Retry, Cancel, RateLimited)  # a task ending an attempt on purpose: no error
 
 
 class Tracing(Plugin):

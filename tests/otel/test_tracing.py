@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
-from conveyor import Conveyor
+from conveyor import Conveyor, RateLimited
 from conveyor.http import HttpSettings, create_app
 from conveyor.otel import Tracing
 from conveyor.testing import adrain
@@ -56,6 +56,12 @@ async def app(url: str, exporter: InMemorySpanExporter) -> AsyncIterator[Conveyo
     def flaky(to: str) -> str:
         if next(failures) == 0:
             raise ConnectionError("smtp down")
+        return f"sent to {to}"
+
+    @app.task(queue="mail", expose=True)
+    def throttled(to: str) -> str:
+        if next(failures) == 0:
+            raise RateLimited(retry_after=0)  # the downstream said 429: not an error
         return f"sent to {to}"
 
     await app.aopen()
@@ -125,6 +131,18 @@ async def test_a_retry_starts_a_new_trace_linked_to_the_enqueue(
     assert [link.context.span_id for link in second.links] == [send.context.span_id]
     assert dict(second.attributes or {})["conveyor.attempt"] == 2
     assert second.status.status_code is not StatusCode.ERROR
+
+
+async def test_a_rate_limited_attempt_is_not_an_error(
+        app: Conveyor, exporter: InMemorySpanExporter) -> None:
+    job_id = await post_job(app, "throttled")
+    await adrain(app, ["mail"])
+    attempts = named(exporter.get_finished_spans(), "process mail")
+    assert len(attempts) == 2
+    assert all(s.status.status_code is not StatusCode.ERROR for s in attempts)
+    assert all("error.type" not in (s.attributes or {}) for s in attempts)
+    stored = await app.backend.get(job_id)
+    assert stored is not None and stored.attempt == 1  # the rate-limited run was uncharged
 
 
 async def test_spans_a_def_task_opens_nest_under_its_attempt(
