@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.backends.base import Backend, JobFilter, NewJob, Outcome, Settlement
+from conveyor.backends.base import Backend, JobFilter, NewJob, Outcome, Retention, Settlement
 from conveyor.errors import InvalidFlowError
 from conveyor.ids import new_job_id
 from conveyor.jobs import JobState
@@ -266,3 +266,35 @@ async def test_a_flow_across_queues(backend: Backend) -> None:
     claim = (await backend.fetch(["one"], 1, W, LEASE)).claims[0]
     await backend.settle([Settlement(a.id, claim.token, Outcome.COMPLETED)])
     assert [c.job.id for c in (await backend.fetch(["two"], 1, W, LEASE)).claims] == [b.id]
+
+
+async def test_retention_keeps_a_flow_whole_while_any_job_of_it_is_unfinished(
+        backend: Backend) -> None:
+    f = new_job_id()
+    a = member(f)
+    b = member(f, a)
+    await backend.enqueue_flow([a, b])
+    plain = new_job(queue="other")
+    await backend.enqueue([plain])
+    await run_next(backend, expect=a.id)
+    claim = (await backend.fetch(["other"], 1, W, LEASE)).claims[0]
+    await backend.settle([Settlement(plain.id, claim.token, Outcome.COMPLETED)])
+    keep_none = Retention(completed_max_count=0, failed_max_count=0)
+    await backend.prune(keep_none)
+    assert await backend.get(plain.id) is None  # retention still applies elsewhere
+    assert await backend.get(a.id) is not None  # b has not run: a's result is kept
+    await run_next(backend, expect=b.id)
+    await backend.prune(keep_none)
+    assert await backend.get(a.id) is None and await backend.get(b.id) is None
+    assert await backend.flow_jobs(f) == []
+
+
+async def test_a_job_waiting_for_dependencies_can_be_removed(backend: Backend) -> None:
+    f = new_job_id()
+    a = member(f)
+    b = member(f, a)
+    await backend.enqueue_flow([a, b])
+    assert await backend.remove(JobFilter(ids=(b.id,))) == [b.id]
+    await run_next(backend, expect=a.id)
+    assert await backend.get(b.id) is None
+    assert [j.id for j in await backend.flow_jobs(f)] == [a.id]

@@ -341,7 +341,7 @@ class RedisBackend(RedisSchedules, Backend):
     async def remove(self, where: JobFilter) -> list[str]:
         return await reads.act(self, "remove", (
             JobState.WAITING, JobState.DELAYED, JobState.COMPLETED, JobState.FAILED,
-            JobState.CANCELLED), where)
+            JobState.CANCELLED, JobState.WAITING_CHILDREN), where)
 
     # -- flows (redis/dependencies.py) ------------------------------------------------
     async def enqueue_flow(self, jobs: Sequence[NewJob]) -> list[Job]:

@@ -228,18 +228,26 @@ WHERE locks.owner = excluded.owner OR locks.expires_at < :now
 RETURNING owner;
 
 -- name: prune_by_age
--- Remove finished jobs of one queue and state older than the cutoff (one batch).
+-- Remove finished jobs of one queue and state older than the cutoff (one batch). A flow
+-- is one unit: none of its jobs goes while any of them has not finished.
 DELETE FROM jobs WHERE seq IN (
     SELECT seq FROM jobs
     WHERE queue = :queue AND state = :state AND finished_at < :cutoff
       AND state IN ('completed', 'failed', 'cancelled')
+      AND (flow_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM jobs AS u WHERE u.flow_id = jobs.flow_id
+            AND u.state IN ('waiting', 'delayed', 'active', 'waiting-children')))
     ORDER BY seq LIMIT :batch);
 
 -- name: prune_over_count
--- Remove the oldest finished jobs of one queue and state beyond the newest :keep.
+-- Remove the oldest finished jobs of one queue and state beyond the newest :keep (a
+-- flow's jobs stay while any job of the flow has not finished).
 DELETE FROM jobs WHERE seq IN (
     SELECT seq FROM jobs WHERE queue = :queue AND state = :state
       AND state IN ('completed', 'failed', 'cancelled')
+      AND (flow_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM jobs AS u WHERE u.flow_id = jobs.flow_id
+            AND u.state IN ('waiting', 'delayed', 'active', 'waiting-children')))
     ORDER BY seq DESC LIMIT :batch OFFSET :keep);
 
 -- name: prune_events

@@ -255,6 +255,10 @@ END;
 -- (PRAGMA recursive_triggers): a dependent failed by its dependency fails its own
 -- dependents in turn, at most 1,000 levels deep (SQLite's trigger depth).
 CREATE INDEX IF NOT EXISTS jobs_flow_id ON jobs (flow_id, seq) WHERE flow_id IS NOT NULL;
+-- retention keeps a flow whole while any of its jobs is unfinished: one probe here
+CREATE INDEX IF NOT EXISTS jobs_flow_open ON jobs (flow_id)
+    WHERE flow_id IS NOT NULL
+      AND state IN ('waiting', 'delayed', 'active', 'waiting-children');
 CREATE INDEX IF NOT EXISTS jobs_waiting_children
     ON jobs (queue) WHERE state = 'waiting-children';
 

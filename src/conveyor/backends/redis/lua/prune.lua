@@ -21,19 +21,45 @@
 local now = now_ms()
 local batch = tonumber(ARGV[2])
 
+-- Flows: a flow is one unit; none of its jobs goes while any of them has not finished.
+-- Each flow is looked at once per call (its jobs' states), whatever it holds.
+local flow_open = {}
+local UNFINISHED = {waiting = true, delayed = true, active = true,
+                    ['waiting-children'] = true}
+local function held_by_flow(id)
+  local flow_id = redis.call('HGET', job_key(id), 'flow_id')
+  if not flow_id then return false end
+  if flow_open[flow_id] == nil then
+    flow_open[flow_id] = false
+    local members = redis.call('ZRANGE', string.sub(JOB, 1, -5) .. 'flowjobs:' .. flow_id,
+                               0, -1)
+    for _, member in ipairs(members) do
+      if UNFINISHED[redis.call('HGET', job_key(member), 'state')] then
+        flow_open[flow_id] = true
+        break
+      end
+    end
+  end
+  return flow_open[flow_id]
+end
+
 local function prune_state(set, max_age, keep)
   local removed = 0
   local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. int(now - max_age),
                          'LIMIT', 0, batch)
   for _, id in ipairs(old) do
-    removed = removed + remove_job(now, id)
-    redis.call('ZREM', set, id)  -- even if its hash was gone
+    if not held_by_flow(id) then
+      removed = removed + remove_job(now, id)
+      redis.call('ZREM', set, id)  -- even if its hash was gone
+    end
   end
   local over = math.min(redis.call('ZCARD', set) - keep, batch)
   if over > 0 then
     for _, id in ipairs(redis.call('ZRANGE', set, 0, over - 1)) do
-      removed = removed + remove_job(now, id)
-      redis.call('ZREM', set, id)
+      if not held_by_flow(id) then
+        removed = removed + remove_job(now, id)
+        redis.call('ZREM', set, id)
+      end
     end
   end
   return removed

@@ -17,4 +17,5 @@ local function remove(now, id, state)
 end
 
 return each_selected(now_ms(), {waiting = true, delayed = true, completed = true,
-                                failed = true, cancelled = true}, remove)
+                                failed = true, cancelled = true,
+                                ['waiting-children'] = true}, remove)
