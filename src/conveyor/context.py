@@ -16,11 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ConveyorError
 from .jobs import Job
+
+if TYPE_CHECKING:
+    from .backends.base import NewJob
+
+
+class FlowAccess(Protocol):
+    """What a running job may ask of its flow (the worker's executor provides it)."""
+
+    def dependencies(self) -> dict[str, dict[str, Any]]: ...
+
+    def spawn(self, jobs: tuple[NewJob, ...]) -> list[str]: ...
 
 
 @dataclass
@@ -31,8 +42,11 @@ class JobContext:
     # called with ("progress" | "log", value) from any thread; set by whoever runs the job
     report: Callable[[str, Any], None]
     cancel_requested: bool = False  # set by the worker; a plain flag is enough under the GIL
-    # flows: each dependency's {task, state, result, error}, read before the attempt
+    # flows: each dependency's {task, state, result, error}, read before the attempt or,
+    # failing that, on first use through `flows` (set by the worker)
     dependencies: dict[str, dict[str, Any]] | None = None
+    flows: FlowAccess | None = None
+    spawned: list[str] = field(default_factory=list)  # ids of children spawned
 
     @property
     def id(self) -> str:
@@ -42,17 +56,35 @@ class JobContext:
     def attempt(self) -> int:
         return self.job.attempt
 
+    def _dependencies(self) -> dict[str, dict[str, Any]]:
+        if self.dependencies is None and self.flows is not None:
+            self.dependencies = self.flows.dependencies()
+        return self.dependencies or {}
+
     def dependency_results(self) -> dict[str, Any]:
         """Results of the dependencies that completed, by job id, in the flow's order
-        ({} for a job without dependencies)."""
-        return {k: d["result"] for k, d in (self.dependencies or {}).items()
+        ({} for a job without dependencies). After `spawn`, the next run sees its
+        children here."""
+        return {k: d["result"] for k, d in self._dependencies().items()
                 if d["state"] == "completed"}
 
     def dependency_failures(self) -> dict[str, dict[str, Any] | None]:
         """The last error of each dependency that did not complete (a flow's callback
         with on_failure="continue" runs after failures too)."""
-        return {k: d["error"] for k, d in (self.dependencies or {}).items()
+        return {k: d["error"] for k, d in self._dependencies().items()
                 if d["state"] != "completed"}
+
+    def spawn(self, *jobs: NewJob) -> list[str]:
+        """Store prepared jobs (``task.prepare(...)``) as children of this job: when this
+        attempt returns, the job waits for them and then runs again, its children's
+        results in `dependency_results()` (so a task that spawns checks those first).
+        Not in process-executor tasks. Returns the children's ids."""
+        if self.flows is None:
+            raise ConveyorError("spawn() needs a task run by a worker's async or thread "
+                                "executor")
+        ids = self.flows.spawn(jobs)
+        self.spawned += ids
+        return ids
 
     @property
     def cancelled(self) -> bool:

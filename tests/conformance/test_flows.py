@@ -298,3 +298,47 @@ async def test_a_job_waiting_for_dependencies_can_be_removed(backend: Backend) -
     await run_next(backend, expect=a.id)
     assert await backend.get(b.id) is None
     assert [j.id for j in await backend.flow_jobs(f)] == [a.id]
+
+
+async def test_a_running_job_spawns_children_and_runs_again_after_them(
+        backend: Backend) -> None:
+    parent = new_job()
+    await backend.enqueue([parent])
+    claim = (await backend.fetch(["q"], 1, W, LEASE)).claims[0]
+    kids = [new_job(), new_job()]
+    stored = await backend.spawn(claim.lease, kids)
+    assert [j.id for j in stored] == [k.id for k in kids]
+    assert {j.flow_id for j in stored} == {parent.id}
+    done = await backend.settle([Settlement(parent.id, claim.token, Outcome.WAIT_CHILDREN)])
+    assert done == [True]
+    job = await backend.get(parent.id)
+    assert job is not None and job.state is JobState.WAITING_CHILDREN and job.waits == 2
+    assert job.attempt == 0 and set(job.parents) == {k.id for k in kids}
+    await run_next(backend, Outcome.FAILED, None, **FAIL)  # "continue": it runs anyway
+    assert await state(backend, parent.id) is JobState.WAITING_CHILDREN
+    await run_next(backend)
+    await run_next(backend, expect=parent.id)
+    assert {j.id for j in await backend.flow_jobs(parent.id)} == {parent.id,
+                                                                  *(k.id for k in kids)}
+
+
+async def test_children_that_finish_before_their_parent_settles_leave_it_due(
+        backend: Backend) -> None:
+    parent = new_job()
+    await backend.enqueue([parent])
+    claim = (await backend.fetch(["q"], 1, W, LEASE)).claims[0]
+    [kid] = await backend.spawn(claim.lease, [new_job()])
+    await run_next(backend, expect=kid.id)
+    await backend.settle([Settlement(parent.id, claim.token, Outcome.WAIT_CHILDREN)])
+    await run_next(backend, expect=parent.id)
+
+
+async def test_spawn_with_a_lost_lease_stores_nothing(backend: Backend) -> None:
+    parent = new_job()
+    await backend.enqueue([parent])
+    claim = (await backend.fetch(["q"], 1, W, LEASE)).claims[0]
+    await backend.settle([Settlement(parent.id, claim.token, Outcome.COMPLETED)])
+    kid = new_job()
+    with pytest.raises(InvalidFlowError, match="lease"):
+        await backend.spawn(claim.lease, [kid])
+    assert await backend.get(kid.id) is None

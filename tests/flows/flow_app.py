@@ -68,3 +68,14 @@ async def step(n: int) -> int:
     await asyncio.sleep(0.02)
     _record("end")
     return n
+
+
+@app.task
+async def fan_out(n: int) -> list[int]:
+    """Spawns n children on its first run; sums their results on the next."""
+    _record("fan_out")
+    done = current_job().dependency_results()
+    if not done:
+        current_job().spawn(*(number.prepare(i) for i in range(n)))
+        return []
+    return sorted(done.values())

@@ -116,3 +116,14 @@ def test_bad_flows_are_refused_and_store_nothing(app: Conveyor) -> None:
     with pytest.raises(InvalidFlowError, match="given in the call"):
         bad.enqueue(app)
     assert app.queues() == []
+
+
+def test_a_job_spawns_children_waits_for_them_and_runs_again(
+        app: Conveyor, ledger: Path) -> None:
+    handle = fa.fan_out.enqueue(3)
+    drain(app, timeout=20)
+    assert handle.result(timeout=1) == [0, 1, 2]
+    ran = [t for _, t, _ in runs(ledger)]
+    assert ran[0] == "fan_out" and ran[-1] == "fan_out" and ran.count("number") == 3
+    assert len(app.get_flow(handle.id)) == 4
+    assert handle.refresh().attempt == 1  # the run that spawned was not charged

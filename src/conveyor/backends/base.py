@@ -12,7 +12,7 @@ Operators       get · tombstone · list_jobs · queues · workers · events · 
                 paused_queues (has a default: read from queues)
                 cancel · retry · promote · remove · set_paused
 Schedules       schedules · save_schedule · delete_schedule · fire_schedules (schedules.py)
-Flows           enqueue_flow · flow_jobs · cancel_flow (conveyor/flows; a dependent is
+Flows           enqueue_flow · spawn · flow_jobs · cancel_flow (conveyor/flows; a dependent is
                 released by the same settle, rescue or cancel that finishes its last
                 dependency, and revived by the retry of the dependency that failed it)
 Flow control    declare_limits · set_limit · limits · flow_blockers (conveyor/flow)
@@ -152,6 +152,10 @@ class Outcome(enum.StrEnum):
     # (or only `limiter`) paused for retry_in_ms for every worker; a job without gates
     # waits delayed that long instead
     RATE_LIMITED = "rate_limited"
+    # the attempt spawned children (`Backend.spawn`): the job waits for them
+    # (waiting-children; waiting at once if they have all finished) and then runs again,
+    # this attempt not charged
+    WAIT_CHILDREN = "wait_children"
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +494,14 @@ class Backend(ScheduleStore, abc.ABC):
         waiting-children (the rest as `enqueue` would). Parents must come earlier in
         `jobs`, and every job carries the same `flow_id`; a reused id, a dedup key or
         an unknown parent raise InvalidRequestError and store nothing."""
+        raise ConfigurationError(f"{type(self).__name__} does not support flows")
+
+    async def spawn(self, lease: Lease, jobs: Sequence[NewJob]) -> list[Job]:
+        """Store `jobs` as children of the running job (its lease must hold): each is a
+        dependency of it ("continue": it runs again whatever they end as), in its flow
+        (the job's own id when it has none). Its attempt then settles WAIT_CHILDREN.
+        InvalidFlowError for a lost lease, a child with a dedup key or parents, or (Redis)
+        a child in another queue; nothing is stored then."""
         raise ConfigurationError(f"{type(self).__name__} does not support flows")
 
     async def flow_jobs(self, flow_id: str) -> list[Job]:

@@ -46,3 +46,15 @@ def children(jobs: Sequence[NewJob]) -> dict[str, list[list[str]]]:
         for parent, policy in new.parents:
             out.setdefault(parent, []).append([new.id, policy])
     return out
+
+
+def check_children(jobs: Sequence[NewJob]) -> None:
+    """Jobs a running job spawns: no dedup key, no parents of their own, ids unique."""
+    if not jobs:
+        raise InvalidFlowError("spawn needs at least one job")
+    if len({new.id for new in jobs}) != len(jobs):
+        raise InvalidFlowError("a spawned job id appears twice")
+    for new in jobs:
+        if new.key is not None or new.parents:
+            raise InvalidFlowError(f"spawned job {new.id} takes no dedup key and no parents "
+                                   "(build a flow for that)")

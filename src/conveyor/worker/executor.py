@@ -80,6 +80,7 @@ class Executor:
     def start(self, claim: Claim) -> Running:
         running = Running(claim, JobContext(claim.job, report=_no_report))
         running.ctx.report = functools.partial(self._report, running)
+        running.ctx.flows = flow_runtime.WorkerFlowAccess(self.app, claim.lease)
         self.running[claim.job.id] = running
         running.task = asyncio.create_task(self._run(running))
         return running
@@ -128,7 +129,11 @@ class Executor:
             if META in job.meta:
                 await self._flow_inputs(running)
             encoded = _encode(await self._execute(task, running))
-            settlement = Settlement(job.id, claim.token, Outcome.COMPLETED, result_json=encoded)
+            if running.ctx.spawned:  # flows: it waits for its children, then runs again
+                settlement = Settlement(job.id, claim.token, Outcome.WAIT_CHILDREN)
+            else:
+                settlement = Settlement(job.id, claim.token, Outcome.COMPLETED,
+                                        result_json=encoded)
             self.processed += 1
         except asyncio.CancelledError:
             settlement = self._stopped(running)

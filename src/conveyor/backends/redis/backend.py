@@ -348,6 +348,10 @@ class RedisBackend(RedisSchedules, Backend):
         await self.conn.connected()
         return await dependencies.enqueue_flow(self.conn, jobs)
 
+    async def spawn(self, lease: Lease, jobs: Sequence[NewJob]) -> list[Job]:
+        await self.conn.connected()
+        return await dependencies.spawn(self.conn, lease, jobs)
+
     async def flow_jobs(self, flow_id: str) -> list[Job]:
         return await dependencies.flow_jobs(self.conn, flow_id)
 

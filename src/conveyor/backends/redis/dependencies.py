@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidFlowError
 from ...jobs import Job
 from ...serialization import dumps
-from ..base import NewJob
-from ..dependencies import check_flow, children
+from ..base import Lease, NewJob
+from ..dependencies import check_children, check_flow, children
 from . import codec
+from .keyspace import queue_of_token
 from .scripts import Batch
 
 if TYPE_CHECKING:
@@ -64,6 +65,39 @@ async def enqueue_flow(conn: Connection, jobs: Sequence[NewJob]) -> list[Job]:
         out.append(dataclasses.replace(job, flow_id=new.flow_id, parents=dict(new.parents),
                                        waits=len(new.parents)))
     return out
+
+
+async def spawn(conn: Connection, lease: Lease, jobs: Sequence[NewJob]) -> list[Job]:
+    check_children(jobs)
+    queue = queue_of_token(lease.token)
+    if queue is None or any(new.queue != queue for new in jobs):
+        raise InvalidFlowError("on Redis a spawned job goes to its parent's queue "
+                               f"({queue}: one Cluster slot)")
+    names = [new.id for new in jobs]
+    await _index(conn, queue, names)
+    args: list[Any] = [queue, lease.job_id, lease.token]
+    for new in jobs:
+        args += codec.new_job_args(new)[:5]
+        args += [max(new.delay_ms, 0), "" if new.run_at_ms is None else new.run_at_ms,
+                 new.max_stalls]
+    batch = Batch()
+    conn.queue_script(batch, "spawn", queue, *args)
+    try:
+        reply = (await conn.run(batch))[0]
+    except BaseException:
+        await _unindex(conn, queue, names)
+        raise
+    if reply[0] != 1:
+        await _unindex(conn, queue, names)
+        raise InvalidFlowError(f"job {lease.job_id} cannot spawn: its lease is lost"
+                               if reply[0] == 0 else f"job id {reply[1]} is taken already")
+    now, flow_id, dues = reply[1], reply[2], reply[3]
+    batch = Batch()  # a flow that starts here: flow_jobs finds its queue (kept if known)
+    batch.command("HSETNX", conn.keys.index(_flow_key(flow_id)), _flow_key(flow_id), queue)
+    await conn.run(batch)
+    return [dataclasses.replace(
+        codec.created_job(new, now, due, "delayed" if due > now else "waiting"),
+        flow_id=flow_id) for new, due in zip(jobs, dues, strict=True)]
 
 
 async def _index(conn: Connection, queue: str, names: list[str]) -> None:

@@ -258,6 +258,12 @@ class SqliteBackend(SqliteSchedules, Backend):
         self._notify({job.queue for job in out})
         return out
 
+    async def spawn(self, lease: Lease, jobs: Sequence[NewJob]) -> list[Job]:
+        store = self._store
+        out = await self._call(lambda conn: dependencies.spawn(store, conn, lease, jobs))
+        self._notify({job.queue for job in out})
+        return out
+
     async def flow_jobs(self, flow_id: str) -> list[Job]:
         store = self._store
         return await self._call(lambda conn: dependencies.flow_jobs(store, conn, flow_id))
@@ -286,4 +292,4 @@ def _wakes(s: Settlement) -> bool:
     or a flow-controlled job (token ending '+') leaving its concurrency slots, or a job
     others wait for ('^' in its token: its end may release them)."""
     return (s.outcome is Outcome.RELEASED or s.retry_in_ms == 0 or s.token.endswith("+")
-            or "^" in s.token)
+            or "^" in s.token or s.outcome is Outcome.WAIT_CHILDREN)

@@ -15,8 +15,8 @@ from typing import Any
 from ...errors import InvalidFlowError
 from ...jobs import Job
 from ...serialization import dumps
-from ..base import NewJob
-from ..dependencies import check_flow
+from ..base import Lease, NewJob
+from ..dependencies import check_children, check_flow
 from . import rows
 from .store import Q, SqliteStore
 
@@ -52,6 +52,39 @@ def enqueue_flow(store: SqliteStore, conn: sqlite3.Connection,
             conn.execute(Q["flow_group_add"], {"queue": queue, "grp": grp})
         return [rows.job(row) for row in conn.execute(Q["flow_jobs"],
                                                       {"flow_id": jobs[0].flow_id})]
+
+
+def spawn(store: SqliteStore, conn: sqlite3.Connection, lease: Lease,
+          jobs: Sequence[NewJob]) -> list[Job]:
+    """Children of a running job, stored with their edges to it in one transaction."""
+    check_children(jobs)
+    with store.transaction(conn) as now:
+        row = conn.execute(Q["spawn_parent"], {"id": lease.job_id,
+                                               "token": lease.token}).fetchone()
+        if row is None:
+            raise InvalidFlowError(f"job {lease.job_id} cannot spawn: its lease is lost")
+        flow_id = row[0] or lease.job_id
+        before = conn.execute(Q["last_seq"]).fetchone()[0]
+        inserted = []
+        for new in jobs:
+            due = new.run_at_ms if new.run_at_ms is not None else now + new.delay_ms
+            inserted.append((
+                new.id, new.queue, new.task, new.args_json, new.kwargs_json,
+                "delayed" if due > now else "waiting", new.priority, new.max_attempts,
+                new.max_stalls, new.timeout, new.backoff_json, new.meta_json, now, due,
+                new.flow, flow_id, None, 0, 1))
+        try:
+            conn.executemany(Q["flow_enqueue"], inserted)
+        except sqlite3.IntegrityError:
+            raise InvalidFlowError("a spawned job's id is taken already") from None
+        conn.executemany(Q["flow_edge"], [(new.id, lease.job_id, "continue") for new in jobs])
+        conn.execute(Q["spawn_waits"], {
+            "id": lease.job_id, "flow_id": flow_id, "added": len(jobs),
+            "edges": dumps({new.id: "continue" for new in jobs})})
+        conn.execute(Q["enqueued_events"], {"before": before})
+        ids = {new.id for new in jobs}
+        return [rows.job(r) for r in conn.execute(Q["flow_jobs"], {"flow_id": flow_id})
+                if r[1] in ids]
 
 
 def flow_jobs(store: SqliteStore, conn: sqlite3.Connection, flow_id: str) -> list[Job]:

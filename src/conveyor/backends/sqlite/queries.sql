@@ -591,3 +591,23 @@ ORDER BY seq DESC;
 -- One of them ends cancelled (its dependents already have, so none ends failed).
 UPDATE jobs SET state = 'cancelled', finished_at = :now
 WHERE id = :id AND state = 'waiting-children';
+
+-- name: spawn_parent
+-- The running job that spawns children, if its lease holds.
+SELECT flow_id FROM jobs WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: spawn_waits
+-- It waits for its new children too ("continue": it runs again whatever they end as).
+UPDATE jobs
+SET flow_id = :flow_id, waits = waits + :added,
+    parents = json_patch(coalesce(parents, '{}'), :edges)
+WHERE id = :id;
+
+-- name: wait_children
+-- The attempt that spawned children ends: the job waits for them (or is due at once if
+-- they have all finished), the attempt not charged.
+UPDATE jobs
+SET state = CASE WHEN waits > 0 THEN 'waiting-children' ELSE 'waiting' END,
+    attempt = attempt - 1, worker = NULL, started_at = NULL, scheduled_at = :now,
+    token = NULL, lease_expires_at = NULL
+WHERE id = :id AND token = :token AND state = 'active';

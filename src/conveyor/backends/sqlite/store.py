@@ -366,6 +366,8 @@ class SqliteStore:
             query = "cancelled"
         elif s.outcome is Outcome.RATE_LIMITED:
             return self._rate_limited(conn, s, now)
+        elif s.outcome is Outcome.WAIT_CHILDREN:  # flows: it spawned children
+            query = "wait_children"
         else:
             query = "release"
         return conn.execute(Q[query], params).rowcount == 1

@@ -104,6 +104,21 @@ local function settle_one(now, id, token, outcome, payload, retry_in_ms, summary
       local place = waiting_place(jk)
       waiting_pair(settle_sets[WAITING], id, place[1], due, place[3])
     end
+  elseif outcome == 'wait_children' then
+    -- flows: the attempt spawned children; it waits for them (or is due at once when
+    -- they have all finished), then runs again, this attempt not charged
+    attempt = int(num(cur[3]) - 1)
+    local state = 'waiting'
+    if num(redis.call('HGET', jk, 'waits')) > 0 then state = 'waiting-children' end
+    redis.call('HSET', jk, 'state', state, 'attempt', attempt, 'scheduled_at', t,
+               'token', '', 'ev', emit_state(now, id, state, attempt))
+    redis.call('HDEL', jk, 'worker', 'started_at')
+    if state == 'waiting' then
+      local place = waiting_place(jk)
+      waiting_pair(settle_sets[WAITING], id, place[1], now, place[3])
+    else
+      redis.call('ZADD', BLOCKED, now, id)
+    end
   else -- released: waiting again at its old place, the attempt not charged
     attempt = int(num(cur[3]) - 1)
     local eid = emit_state(now, id, 'waiting', attempt)
