@@ -1,7 +1,7 @@
 """Flows on SQLite: storing a flow, reading it back and cancelling what has not run.
 
 Releasing a dependent, failing it by its edge's policy and reviving it when the failed
-dependency is retried are triggers in schema.sql (flow_dependency_done and
+dependency is retried are triggers in schema.sql (flow_dependency_settled and
 flow_dependency_retried): they run in the transaction of whatever settles, rescues,
 cancels or retries the dependency, so no crash can separate the two.
 """

@@ -271,22 +271,28 @@ CREATE TABLE IF NOT EXISTS flow_edges (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS flow_edges_child ON flow_edges (child, done);
 
--- A dependency finished: resolve the edges it satisfies, release the dependents left with
--- nothing to wait for, and end the others by their edge's policy (fail: failed, skip:
--- cancelled) with an error naming it.
-CREATE TRIGGER IF NOT EXISTS flow_dependency_done AFTER UPDATE OF state ON jobs
+-- A dependency finished: the dependents whose edge it satisfies (it completed, or the edge
+-- is "continue") count one dependency less, and those left with none are released, in
+-- one row write each; then those edges are marked done, and the other dependents end by
+-- their edge's policy (fail: failed, skip: cancelled) with an error naming it.
+-- (flow_dependency_done, the first version, counted the edges again in a second write.)
+DROP TRIGGER IF EXISTS flow_dependency_done;
+CREATE TRIGGER IF NOT EXISTS flow_dependency_settled AFTER UPDATE OF state ON jobs
 WHEN new.dependents IS NOT NULL AND new.state IN ('completed', 'failed', 'cancelled')
      AND old.state NOT IN ('completed', 'failed', 'cancelled')
 BEGIN
+    UPDATE jobs
+    SET waits = waits - 1,
+        state = CASE WHEN waits = 1 AND state = 'waiting-children' THEN 'waiting'
+                     ELSE state END,
+        scheduled_at = CASE WHEN waits = 1 AND state = 'waiting-children'
+                            THEN CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+                            ELSE scheduled_at END
+    WHERE id IN (SELECT child FROM flow_edges
+                 WHERE parent = new.id AND done = 0
+                   AND (new.state = 'completed' OR policy = 'continue'));
     UPDATE flow_edges SET done = 1
     WHERE parent = new.id AND done = 0 AND (new.state = 'completed' OR policy = 'continue');
-    UPDATE jobs SET waits = (SELECT count(*) FROM flow_edges
-                             WHERE child = jobs.id AND done = 0)
-    WHERE id IN (SELECT child FROM flow_edges WHERE parent = new.id);
-    UPDATE jobs SET state = 'waiting',
-                    scheduled_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-    WHERE state = 'waiting-children' AND waits = 0
-      AND id IN (SELECT child FROM flow_edges WHERE parent = new.id);
     UPDATE jobs
     SET state = CASE (SELECT policy FROM flow_edges WHERE parent = new.id AND child = jobs.id)
                 WHEN 'skip' THEN 'cancelled' ELSE 'failed' END,
