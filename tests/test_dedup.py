@@ -142,3 +142,20 @@ def test_the_readme_dedup_example_runs(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "conveyor.db").exists()
+
+
+def test_a_flow_refuses_jobs_with_a_dedup_rule_or_expiry(app: Conveyor) -> None:
+    from conveyor.errors import InvalidFlowError
+
+    @app.task(dedup=Dedup("k"))
+    def once() -> None: ...
+
+    @app.task
+    def plain() -> None: ...
+
+    flow = app.new_flow()
+    with pytest.raises(InvalidFlowError, match="Dedup"):
+        flow.add(once.prepare())
+    with pytest.raises(InvalidFlowError, match="expires"):
+        flow.add(plain.options(expires="1m").prepare())
+    assert _count(app) == 0

@@ -37,6 +37,9 @@ from .backoff import parse_duration
 from .errors import InvalidOptionError
 
 MAX_DEDUP_KEY = 255
+# keep_last's copy stored while its key's job runs is delayed until this time (both
+# backends) and made waiting by the first claim after that job ended
+PARKED_AT = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 Until = Literal["started", "finished"]
 Mode = Literal["finished", "started", "throttle", "debounce", "keep_last"]
 _FORMATTER = string.Formatter()

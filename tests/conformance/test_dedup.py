@@ -18,6 +18,7 @@ import pytest
 from conveyor import Conveyor, Dedup
 from conveyor.backends.base import Backend, JobFilter, Outcome, Settlement
 from conveyor.dedup import DedupSpec
+from conveyor.flow.why import describe, why_waiting
 from conveyor.jobs import Job, JobState
 
 from .conftest import new_job
@@ -274,3 +275,14 @@ async def test_a_retried_expired_job_runs(backend: Backend) -> None:
     assert await backend.retry(JobFilter(ids=(new.id,))) == [new.id]
     claims = (await backend.fetch(["q"], 1, W, LEASE)).claims
     assert [c.job.id for c in claims] == [new.id]
+
+
+async def test_a_parked_keep_last_copy_says_what_it_waits_for(backend: Backend) -> None:
+    spec = DedupSpec("t:k", "keep_last", replace=True)
+    await backend.enqueue([_job(spec, 1)])
+    assert len((await backend.fetch(["q"], 1, W, LEASE)).claims) == 1
+    [copy] = await backend.enqueue([_job(spec, 2)])
+    assert copy.job.state is JobState.DELAYED
+    [reason] = await why_waiting(backend, await _get(backend, copy.job.id))
+    assert reason["reason"] == "after_running_copy"
+    assert "keep_last" in describe(reason)

@@ -4,8 +4,9 @@ HTTP API and the dashboard.
 Reasons (``reason`` key): ``delayed`` (until), ``queue_paused``, ``rate_limited``
 (limiter, key, until, rate), ``paused`` (limiter, key, until: a task raised RateLimited),
 ``concurrency_full`` (limiter, key, used, limit), ``no_worker`` (no live worker consumes
-its queue). An empty answer for a waiting job means nothing holds it: the next claim
-with a free slot takes it.
+its queue), ``after_running_copy`` (a Dedup keep_last copy: starts once the running job
+with its key ended). An empty answer for a waiting job means nothing holds it: the next
+claim with a free slot takes it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime as dt
 from typing import Any
 
 from ..backends.base import Backend
+from ..dedup import PARKED_AT
 from ..jobs import Job, JobState
 
 WORKER_SEEN_MS = 60_000  # a worker heard from within this long counts as live
@@ -21,6 +23,8 @@ WORKER_SEEN_MS = 60_000  # a worker heard from within this long counts as live
 
 async def why_waiting(backend: Backend, job: Job) -> list[dict[str, Any]]:
     if job.state is JobState.DELAYED:
+        if job.scheduled_at == PARKED_AT:
+            return [{"reason": "after_running_copy"}]  # Dedup(keep_last=True)
         return [{"reason": "delayed", "until": job.scheduled_at}]
     if job.state is not JobState.WAITING:
         return []
@@ -70,6 +74,8 @@ def describe(r: dict[str, Any]) -> str:
         return f"paused by RateLimited ({_limiter(r)}) until {_at(r['until'])}"
     if kind == "concurrency_full":
         return f"concurrency full ({_limiter(r)}, {r['used']}/{r['limit']})"
+    if kind == "after_running_copy":
+        return "waits for the running job with its dedup key to end (keep_last)"
     if kind == "no_worker":
         return f"no worker consumes queue {r['queue']!r}"
     return str(kind)

@@ -87,8 +87,9 @@ class Flow:
             raise InvalidFlowError(f"{job.task}: a parent is listed twice")
         if pass_result and not parents:
             raise InvalidFlowError(f"{job.task}: pass_result needs a dependency")
-        if job.key is not None:
-            raise InvalidFlowError(f"{job.task}: a flow's jobs take no dedup key")
+        if job.key is not None or job.special:
+            raise InvalidFlowError(f"{job.task}: a flow's jobs take no dedup key, Dedup "
+                                   "rule or expires= (conveyor/dedup.py)")
         self._edges[job.id] = _Edge(parents, on_failure, pass_result, into)
         if self.app is not None:
             try:

@@ -10,8 +10,8 @@ job waits parked until that job leaves `active`.
 
 The claim's transaction first cancels jobs past their expiry that never started, and
 makes parked copies whose key no longer runs waiting (`before_claim`), as fetch.lua does
-on Redis: three statements that each find nothing in one index seek when no job uses
-these options.
+on Redis: when no job uses these options, one statement that finds nothing in two
+index seeks.
 """
 
 from __future__ import annotations
@@ -20,14 +20,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ...dedup import DedupSpec
+from ...dedup import PARKED_AT, DedupSpec
 from ..base import Enqueued, NewJob
 from . import rows
 
 PENDING = ("waiting", "delayed")
-# keep_last's copy stored while its key's job runs: delayed until this time, which
-# dedup_unpark (queries.sql) replaces by "now" at the first claim after that job ended
-PARKED_AT = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 UNFINISHED = ("waiting", "delayed", "active")
 
 
@@ -42,9 +39,12 @@ def folds(spec: DedupSpec, state: str, started: bool, created_at: int, now: int)
 
 def before_claim(conn: sqlite3.Connection, q: dict[str, str], now: int) -> None:
     params = {"now": now}
-    conn.execute(q["expire_due"], params)
-    conn.execute(q["expire_spent"], params)
-    conn.execute(q["dedup_unpark"], params)
+    expiring, parked = conn.execute(q["before_claim"], params).fetchone()
+    if expiring:
+        conn.execute(q["expire_due"], params)
+        conn.execute(q["expire_spent"], params)
+    if parked:
+        conn.execute(q["dedup_unpark"], params)
 
 
 def enqueue(conn: sqlite3.Connection, q: dict[str, str], jobs: Sequence[NewJob],

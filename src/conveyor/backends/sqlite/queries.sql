@@ -51,6 +51,12 @@ SET args = coalesce(:args, args), kwargs = coalesce(:kwargs, kwargs),
 WHERE seq = :seq
 RETURNING *;
 
+-- name: before_claim
+-- Whether the claim has expiries due or keep_last copies parked: one statement, two index
+-- seeks (jobs_expiry, jobs_delayed), so the claim of a store without them pays only this.
+SELECT EXISTS (SELECT 1 FROM jobs WHERE expires_at <= :now),
+       EXISTS (SELECT 1 FROM jobs WHERE state = 'delayed' AND scheduled_at = 253402300799000);
+
 -- name: expire_due
 -- Jobs never started by their expiry end cancelled with reason "expired", in the claim's
 -- transaction before anything is claimed (served by the jobs_expiry index). The expiry
@@ -67,8 +73,8 @@ WHERE expires_at <= :now AND state IN ('waiting', 'delayed') AND attempt + stall
 UPDATE jobs SET expires_at = NULL WHERE expires_at <= :now;
 
 -- name: dedup_unpark
--- keep_last copies parked (sqlite/dedup.py) while no job with their key runs any more
--- become waiting, in the claim's transaction before anything is claimed.
+-- keep_last copies parked (delayed until conveyor/dedup.py's PARKED_AT) while no job with
+-- their key runs any more become waiting, in the claim's transaction before it claims.
 UPDATE jobs SET state = 'waiting', scheduled_at = :now
 WHERE state = 'delayed' AND scheduled_at = 253402300799000
   AND NOT EXISTS (SELECT 1 FROM jobs AS running

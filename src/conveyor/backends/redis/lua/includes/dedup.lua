@@ -61,7 +61,7 @@ end
 -- keep_last's copy stored while its key's job runs: delayed at DEDUP_PARKED_AT, listed in
 -- "<meta key>:parked" (zset, member id) with the running job's id in its field 'after'.
 local DEDUP_PARKED = META .. ':parked'
-local DEDUP_PARKED_AT = '253402300799000'  -- 9999-12-31T23:59:59Z, as sqlite/dedup.py
+local DEDUP_PARKED_AT = '253402300799000'  -- 9999-12-31T23:59:59Z, dedup.py's PARKED_AT
 
 local function dedup_park(id, after)
   redis.call('HSET', job_key(id), 'after', after)
