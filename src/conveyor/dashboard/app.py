@@ -22,7 +22,7 @@ from ..errors import ConveyorError
 from ..web.guard import OpenModeGuard
 from ..web.hub import EventHub
 from ..web.settings import HttpSettings
-from . import access, actions, limits, pages, schedules, streams
+from . import access, actions, flows, limits, pages, schedules, streams
 from .access import LoginRequired, Refused, login_redirect
 from .live import Live
 from .revocation import Revocations
@@ -67,7 +67,7 @@ def create_dashboard(conveyor: Conveyor, settings: HttpSettings | None = None, *
     revocations = Revocations(conveyor)
     app = Starlette(
         routes=[*pages.routes, *actions.routes, *schedules.routes, *limits.routes, *access.routes,
-                *streams.routes,
+                *streams.routes, *flows.routes,
                 Mount("/static", StaticFiles(directory=HERE / "static", check_dir=False),
                       name="static")],
         middleware=[Middleware(SessionMiddleware, settings=settings,

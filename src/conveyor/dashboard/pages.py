@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ..backends.base import Backend, JobFilter
 from ..errors import InvalidRequestError
 from ..flow.why import describe, why_waiting
+from ..flows.view import waiting_for
 from ..jobs import Job, JobState
 from .access import viewer
 from .timeline import attempts, timeline
@@ -114,6 +115,8 @@ async def job_page(request: Request) -> Response:
 
 async def waiting_of(backend: Backend, job: Job) -> list[str]:
     """Why a waiting or delayed job is not running, one sentence per reason."""
+    if job.state is JobState.WAITING_CHILDREN:  # a flow's job (conveyor/flows)
+        return [waiting_for(job) or ""]
     return [describe(r) for r in await why_waiting(backend, job)]
 
 
