@@ -17,6 +17,11 @@ Per backend (a fresh SQLite file; a throw-away redis-server, no persistence):
 - **100 chains**: 100 chains of N/100 jobs in one flow, drained the same way, so the
   worker is as busy as with independent jobs: the cost of an edge at settle is
   1/rate(100 chains) - 1/rate(independent), in µs per job.
+- **at the contract**: N/2 no-op jobs, then 100 chains of N/200, through a loop of
+  `fetch(limit 50)` that settles its previous batch in the same call (no worker): CPU µs
+  per job (this process, plus redis-server's time in the scripts). The difference is
+  what an edge costs at settle, without the worker's scheduling in the way; the first
+  figure is also the A/B figure for users without flows.
 - **graph enqueue**: a graph of G jobs (each of the jobs after the first 10 waits for two
   earlier ones) stored with one `enqueue_flow`: ms, and on Redis the commands it sent.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import shutil
@@ -36,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,6 +104,39 @@ def parallel_chains(url: str, jobs: int, width: int = 100) -> float:
     return jobs // width * width / seconds
 
 
+async def contract_loop(url: str, jobs: int, chains: bool,
+                        script_us: Callable[[], int]) -> float:
+    """At the backend contract, one process: `fetch(limit 50)` settling its previous
+    batch in the same call, until done. CPU µs per job: this process's (on SQLite all of
+    it) plus, on Redis, the time redis-server spent in the scripts."""
+    from conveyor.backends import backend_for
+    from conveyor.backends.base import NewJob, Outcome, Settlement
+
+    backend = backend_for(url)
+    await backend.open()
+    width = 100
+    news = [NewJob(id=uuid.uuid4().hex, queue="q", task="t", args_json="[]",
+                   kwargs_json="{}", flow_id="f" if chains else None) for _ in range(jobs)]
+    if chains:  # 100 chains side by side
+        news = [dataclasses.replace(n, parents=((news[i - width].id, "fail"),))
+                if i >= width else n for i, n in enumerate(news)]
+        await backend.enqueue_flow(news)
+    else:
+        for i in range(0, jobs, 500):
+            await backend.enqueue(news[i:i + 500])
+    settle: list[Settlement] = []
+    before, cpu = script_us(), time.process_time()
+    while True:
+        fetched = await backend.fetch(["q"], 50, "bench", 30_000, settle)
+        if not fetched.claims and not settle:
+            break
+        settle = [Settlement(c.job.id, c.token, Outcome.COMPLETED, result_json="null")
+                  for c in fetched.claims]
+    used = (time.process_time() - cpu) * 1e6 + (script_us() - before)
+    await backend.close()
+    return used / jobs
+
+
 def graph_enqueue(url: str, size: int, commands: Callable[[], int]) -> dict[str, float]:
     app, noop = make_app(url)
     rng = random.Random(7)
@@ -143,6 +183,12 @@ class RedisServer:
         fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
         return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
 
+    def script_us(self) -> int:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO", "commandstats"],
+                             capture_output=True, text=True, check=True).stdout
+        return sum(int(line.split("usec=")[1].split(",")[0]) for line in out.splitlines()
+                   if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")))
+
     def commands(self) -> int:
         out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO", "stats"],
                              capture_output=True, text=True, check=True).stdout
@@ -172,8 +218,13 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
             rate, cpu = independent(url(), args.jobs, server.cpu if server else lambda: 0.0)
             out["independent_jobs_per_s"].append(rate)
             out["independent_cpu_us_per_job"].append(cpu)
+            script_us = server.script_us if server else lambda: 0
+            out.setdefault("contract_independent_us_per_job", []).append(
+                asyncio.run(contract_loop(url(), args.jobs // 2, False, script_us)))
             if args.plain_only:
                 continue
+            out.setdefault("contract_chains_us_per_job", []).append(
+                asyncio.run(contract_loop(url(), args.jobs // 2, True, script_us)))
             out.setdefault("chain_jobs_per_s", []).append(chained(url(), args.jobs))
             out.setdefault("chains_x100_jobs_per_s", []).append(
                 parallel_chains(url(), args.jobs))
@@ -187,9 +238,11 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in out.items()}
     if "chain_jobs_per_s" in result:
         result["chain_latency_per_link_ms"] = round(1000 / result["chain_jobs_per_s"], 2)
-        result["cost_per_edge_us"] = round(
+        result["worker_cost_per_edge_us"] = round(
             (1 / result["chains_x100_jobs_per_s"] - 1 / result["independent_jobs_per_s"])
             * 1e6, 1)
+        result["contract_cost_per_edge_us"] = round(
+            result["contract_chains_us_per_job"] - result["contract_independent_us_per_job"], 1)
     return result
 
 

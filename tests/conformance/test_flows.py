@@ -342,3 +342,19 @@ async def test_spawn_with_a_lost_lease_stores_nothing(backend: Backend) -> None:
     with pytest.raises(InvalidFlowError, match="lease"):
         await backend.spawn(claim.lease, [kid])
     assert await backend.get(kid.id) is None
+
+
+async def test_a_failure_ends_and_a_retry_revives_a_chain_deeper_than_trigger_limits(
+        backend: Backend) -> None:
+    f = new_job_id()
+    jobs = [member(f)]
+    for _ in range(1_499):
+        jobs.append(member(f, jobs[-1]))
+    await backend.enqueue_flow(jobs)
+    await run_next(backend, Outcome.FAILED, jobs[0].id, **FAIL)
+    states = {j.state for j in await backend.flow_jobs(f)}
+    assert states == {JobState.FAILED}
+    await backend.retry(JobFilter(ids=(jobs[0].id,)))
+    after = await backend.flow_jobs(f)
+    assert [j.state for j in after[1:]] == [JobState.WAITING_CHILDREN] * 1_499
+    assert after[0].state is JobState.WAITING

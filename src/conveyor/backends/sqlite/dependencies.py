@@ -1,9 +1,10 @@
-"""Flows on SQLite: storing a flow, reading it back and cancelling what has not run.
+"""Flows on SQLite: storing a flow, spawning children, reading a flow back and
+cancelling what has not run.
 
-Releasing a dependent, failing it by its edge's policy and reviving it when the failed
-dependency is retried are triggers in schema.sql (flow_dependency_settled and
-flow_dependency_retried): they run in the transaction of whatever settles, rescues,
-cancels or retries the dependency, so no crash can separate the two.
+Releasing a dependent is the trigger flow_dependency_resolved (schema.sql); ending it by
+its edge's policy and reviving it when the failed dependency is retried are the store's
+`fail_dependents` / `revive_dependents`. All run in the transaction of whatever settles,
+rescues, cancels or retries the dependency, so no crash can separate the two.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ...serialization import dumps
 from ..base import Lease, NewJob
 from ..dependencies import check_children, check_flow
 from . import rows
-from .store import Q, SqliteStore
+from .store import Q, SqliteStore, fail_dependents
 
 
 def enqueue_flow(store: SqliteStore, conn: sqlite3.Connection,
@@ -103,4 +104,5 @@ def cancel_flow(store: SqliteStore, conn: sqlite3.Connection, flow_id: str) -> l
         for query in ("cancel_pending", "cancel_active"):
             sql = Q[query].format(where="flow_id = :flow_id")
             ids += [r[0] for r in conn.execute(sql, params)]
+        fail_dependents(conn, ids, now)
         return ids

@@ -617,3 +617,36 @@ SET state = CASE WHEN waits > 0 THEN 'waiting-children' ELSE 'waiting' END,
     attempt = attempt - 1, worker = NULL, started_at = NULL, scheduled_at = :now,
     token = NULL, lease_expires_at = NULL
 WHERE id = :id AND token = :token AND state = 'active';
+
+-- name: flow_fail_dependents
+-- The dependents that the jobs in :parents (just failed or cancelled) hold by a "fail" or
+-- "skip" edge end failed or cancelled, their error naming the dependency. One level: the
+-- store repeats with the ids this returns (each row's update fires the resolving trigger).
+UPDATE jobs
+SET state = CASE b.policy WHEN 'skip' THEN 'cancelled' ELSE 'failed' END,
+    finished_at = :now,
+    errors = json_insert(jobs.errors, '$[#]', json_object(
+        'attempt', jobs.attempt, 'type', 'DependencyFailed', 'dependency', b.parent,
+        'message', 'dependency ' || b.parent || ' (' || b.task || ') ended ' || b.pstate,
+        'traceback', NULL, 'at', :now))
+FROM (SELECT e.child AS child, e.parent AS parent, e.policy AS policy, p.task AS task,
+             p.state AS pstate
+      FROM flow_edges AS e JOIN jobs AS p ON p.id = e.parent
+      WHERE e.parent IN (SELECT value FROM json_each(:parents)) AND e.done = 0
+        AND e.policy != 'continue' AND p.state IN ('failed', 'cancelled')
+      GROUP BY e.child) AS b
+WHERE jobs.id = b.child AND jobs.state = 'waiting-children'
+RETURNING jobs.id;
+
+-- name: flow_revive_dependents
+-- The jobs in :parents were retried: the dependents they ended wait for them again,
+-- unless another dependency still holds them failed. One level, repeated by the store.
+UPDATE jobs SET state = 'waiting-children', finished_at = NULL
+WHERE state IN ('failed', 'cancelled')
+  AND id IN (SELECT child FROM flow_edges
+             WHERE parent IN (SELECT value FROM json_each(:parents)) AND done = 0)
+  AND json_extract(errors, '$[#-1].type') = 'DependencyFailed'
+  AND NOT EXISTS (SELECT 1 FROM flow_edges AS e JOIN jobs AS p ON p.id = e.parent
+                  WHERE e.child = jobs.id AND e.done = 0 AND e.policy != 'continue'
+                    AND p.state IN ('failed', 'cancelled'))
+RETURNING id;

@@ -249,11 +249,13 @@ BEGIN
                         FROM json_each(old.flow));
 END;
 
--- Flows (conveyor/flows; the store's part is sqlite/dependencies.py). The triggers run in
--- the transaction of whatever moves a job (settle, rescue, cancel, retry), so a dependent
--- is released, failed or revived atomically with the step that decides it. They recurse
--- (PRAGMA recursive_triggers): a dependent failed by its dependency fails its own
--- dependents in turn, at most 1,000 levels deep (SQLite's trigger depth).
+-- Flows (conveyor/flows; the store's part is sqlite/dependencies.py). The trigger below
+-- runs in the transaction of whatever ends a job (settle, rescue, cancel), so a dependent
+-- is released atomically with the step that finishes its last dependency. Ending the
+-- dependents of a failed or cancelled job by their edges' policies, and reviving them when
+-- it is retried, are the store's named blocks flow_fail_dependents and
+-- flow_revive_dependents, run level by level in the same transaction (a trigger that
+-- recursed would stop at SQLite's 1,000 levels of trigger depth: a long chain must not).
 CREATE INDEX IF NOT EXISTS jobs_flow_id ON jobs (flow_id, seq) WHERE flow_id IS NOT NULL;
 -- retention keeps a flow whole while any of its jobs is unfinished: one probe here
 CREATE INDEX IF NOT EXISTS jobs_flow_open ON jobs (flow_id)
@@ -273,11 +275,12 @@ CREATE INDEX IF NOT EXISTS flow_edges_child ON flow_edges (child, done);
 
 -- A dependency finished: the dependents whose edge it satisfies (it completed, or the edge
 -- is "continue") count one dependency less, and those left with none are released, in
--- one row write each; then those edges are marked done, and the other dependents end by
--- their edge's policy (fail: failed, skip: cancelled) with an error naming it.
--- (flow_dependency_done, the first version, counted the edges again in a second write.)
+-- one row write each; then those edges are marked done. (flow_dependency_done and
+-- flow_dependency_settled, earlier versions, also ended the other dependents, recursively.)
 DROP TRIGGER IF EXISTS flow_dependency_done;
-CREATE TRIGGER IF NOT EXISTS flow_dependency_settled AFTER UPDATE OF state ON jobs
+DROP TRIGGER IF EXISTS flow_dependency_settled;
+DROP TRIGGER IF EXISTS flow_dependency_retried;
+CREATE TRIGGER IF NOT EXISTS flow_dependency_resolved AFTER UPDATE OF state ON jobs
 WHEN new.dependents IS NOT NULL AND new.state IN ('completed', 'failed', 'cancelled')
      AND old.state NOT IN ('completed', 'failed', 'cancelled')
 BEGIN
@@ -293,33 +296,6 @@ BEGIN
                    AND (new.state = 'completed' OR policy = 'continue'));
     UPDATE flow_edges SET done = 1
     WHERE parent = new.id AND done = 0 AND (new.state = 'completed' OR policy = 'continue');
-    UPDATE jobs
-    SET state = CASE (SELECT policy FROM flow_edges WHERE parent = new.id AND child = jobs.id)
-                WHEN 'skip' THEN 'cancelled' ELSE 'failed' END,
-        finished_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
-        errors = json_insert(errors, '$[#]', json_object(
-            'attempt', attempt, 'type', 'DependencyFailed', 'dependency', new.id,
-            'message', 'dependency ' || new.id || ' (' || new.task || ') ended ' || new.state,
-            'traceback', NULL,
-            'at', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)))
-    WHERE new.state != 'completed' AND state = 'waiting-children'
-      AND id IN (SELECT child FROM flow_edges
-                 WHERE parent = new.id AND done = 0 AND policy != 'continue');
-END;
-
--- A dependency retried (failed or cancelled, then waiting again): the dependents it ended
--- wait for it again, unless another of their dependencies still holds them failed.
-CREATE TRIGGER IF NOT EXISTS flow_dependency_retried AFTER UPDATE OF state ON jobs
-WHEN new.dependents IS NOT NULL AND old.state IN ('failed', 'cancelled')
-     AND new.state NOT IN ('completed', 'failed', 'cancelled')
-BEGIN
-    UPDATE jobs SET state = 'waiting-children', finished_at = NULL
-    WHERE state IN ('failed', 'cancelled')
-      AND id IN (SELECT child FROM flow_edges WHERE parent = new.id AND done = 0)
-      AND json_extract(errors, '$[#-1].type') = 'DependencyFailed'
-      AND NOT EXISTS (SELECT 1 FROM flow_edges AS e JOIN jobs AS p ON p.id = e.parent
-                      WHERE e.child = jobs.id AND e.done = 0 AND e.policy != 'continue'
-                        AND p.state IN ('failed', 'cancelled'));
 END;
 
 -- Dedup modes and expiry (conveyor/dedup.py; sqlite/dedup.py). Neither index names

@@ -142,8 +142,6 @@ class SqliteStore:
             raise BackendUnavailableError(f"{self.path}: could not switch to WAL mode")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA temp_store=MEMORY")
-        # flows: a dependent failed by its dependency fails its own (schema.sql)
-        conn.execute("PRAGMA recursive_triggers=ON")
         # Writers rarely checkpoint themselves (a checkpoint fsyncs); workers' keeper threads
         # do it in the background after each heartbeat, see `checkpoint`.
         conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
@@ -345,11 +343,16 @@ class SqliteStore:
             done = {row[0] for row in conn.execute(Q["complete_many"],
                                                     {"batch": batch, "now": now})}
         out = []
+        ended: list[str] = []  # flows: jobs others wait for that failed or were cancelled
         for s in settlements:
             if s.outcome is Outcome.COMPLETED and len(completed) > 1:
                 out.append(s.job_id in done)
             else:
                 out.append(self._settle_one(conn, s, now))
+                if out[-1] and "^" in s.token and s.outcome is not Outcome.COMPLETED:
+                    ended.append(s.job_id)
+        if ended:
+            fail_dependents(conn, ended, now)
         return out
 
     def _settle_one(self, conn: sqlite3.Connection, s: Settlement, now: int) -> bool:
@@ -433,7 +436,10 @@ class SqliteStore:
 
     def rescue(self, conn: sqlite3.Connection) -> list[str]:
         with self.transaction(conn) as now:
-            return [row[0] for row in conn.execute(Q["rescue"], {"now": now}).fetchall()]
+            ids = [row[0] for row in conn.execute(Q["rescue"], {"now": now}).fetchall()]
+            if ids:
+                fail_dependents(conn, ids, now)
+            return ids
 
     def prune(self, conn: sqlite3.Connection, retention: Retention) -> Pruned:
         """One bounded batch per rule; the maintenance loop calls again while work remains."""
@@ -572,8 +578,13 @@ class SqliteStore:
                                                   params)]
                 ids += [r[0] for r in conn.execute(Q["cancel_active"].format(where=condition),
                                                    params)]
+                if ids:
+                    fail_dependents(conn, ids, now)
                 return ids
-            return [r[0] for r in conn.execute(Q[action].format(where=condition), params)]
+            ids = [r[0] for r in conn.execute(Q[action].format(where=condition), params)]
+            if action == "retry" and ids:
+                revive_dependents(conn, ids)
+            return ids
 
     def set_paused(self, conn: sqlite3.Connection, queue: str, paused: bool) -> None:
         with self.transaction(conn):
@@ -628,6 +639,23 @@ def _existing(conn: sqlite3.Connection, new: NewJob) -> Enqueued:
     if existing is None:
         existing = conn.execute(Q["by_id"], {"id": new.id}).fetchone()
     return Enqueued(rows.job(existing), False)
+
+
+def fail_dependents(conn: sqlite3.Connection, ended: list[str], now: int) -> None:
+    """Flows: end, level by level, the dependents that failed or cancelled jobs among
+    `ended` hold by a "fail" or "skip" edge (a job ended here ends its own in turn).
+    Inside the caller's transaction; jobs without dependents cost one empty probe."""
+    while ended:
+        ended = [row[0] for row in conn.execute(Q["flow_fail_dependents"],
+                                                {"parents": dumps(ended), "now": now})]
+
+
+def revive_dependents(conn: sqlite3.Connection, retried: list[str]) -> None:
+    """Flows: the dependents the retried jobs had ended wait for them again, level by
+    level (unless another failed dependency still holds them)."""
+    while retried:
+        retried = [row[0] for row in conn.execute(Q["flow_revive_dependents"],
+                                                  {"parents": dumps(retried)})]
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
