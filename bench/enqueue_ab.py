@@ -10,7 +10,9 @@ job: N single ``task.enqueue()`` calls (sync API), bulk ``app.enqueue_many`` of
 the median over rounds of the CPU time per job in microseconds: the client process's on
 SQLite (all the work happens there), the client's plus redis-server's (INFO cpu) on
 Redis. CPU time, not wall time: on a shared 2-core machine wall time swings by 2x from
-one run to the next, CPU time by a few percent. Not a CI test: timings go here.
+one run to the next, CPU time by about 10 %. ``--count`` counts work instead (SQLite VM
+steps, Redis commands per job), which the machine's load does not change. Not a CI
+test: timings go here.
 """
 
 from __future__ import annotations
@@ -70,9 +72,36 @@ app.close()
 """
 
 
-def run(src: str, url: str, jobs: int) -> list[float]:
+# --count: work per job that does not depend on the machine's load: SQLite VM steps
+# (a progress handler every 10 steps) or Redis commands (INFO commandstats, scripts' own
+# calls included)
+COUNT = """
+import sys
+from conveyor import Conveyor
+app = Conveyor(sys.argv[1])
+steps = [0]
+if sys.argv[1].startswith("redis"):
+    import redis
+    server = redis.Redis.from_url(sys.argv[1].split("?")[0])
+    def cpu():
+        return sum(v["calls"] for v in server.info("commandstats").values())
+else:
+    def tick():
+        steps[0] += 10
+        return 0
+    app.open()
+    app.backend._store._conn.set_progress_handler(tick, 10)
+    def cpu():
+        return steps[0]
+"""
+
+
+def run(src: str, url: str, jobs: int, count: bool = False) -> list[float]:
     env = {**os.environ, "PYTHONPATH": src}
-    out = subprocess.run([sys.executable, "-c", CHILD, url, str(jobs)], check=True,
+    child = CHILD
+    if count:  # the same phases, counting work instead of timing it
+        child = COUNT + CHILD[CHILD.index("@app.task"):]
+    out = subprocess.run([sys.executable, "-c", child, url, str(jobs)], check=True,
                          capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     return [float(x) for x in out.stdout.strip().splitlines()[-1].split()]
 
@@ -84,6 +113,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", choices=["sqlite", "redis"])
+    parser.add_argument("--count", action="store_true",
+                        help="count SQLite VM steps / Redis commands per job instead")
     opts = parser.parse_args()
     from tests.redis_server import RedisServer
 
@@ -100,12 +131,15 @@ def main() -> None:
                         url = f"sqlite:///{tmp}/ab.db"
                         if server is not None and backend == "redis":
                             url = f"{server.url}?prefix=ab{uuid.uuid4().hex[:8]}"
-                        results[name].append(run(src, url, opts.jobs))
+                        results[name].append(run(src, url, opts.jobs, opts.count))
             for name in ("A", "B"):
-                single, bulk, claim = (statistics.median(c)
+                scale = 1e-6 if opts.count else 1.0  # the child reports "per job * 1e6"
+                single, bulk, claim = (statistics.median(c) * scale
                                        for c in zip(*results[name], strict=True))
-                print(f"{backend:6} {name}: CPU per job: single enqueue {single:6.1f} us  "
-                      f"bulk {bulk:5.1f} us  claim {claim:5.1f} us", flush=True)
+                unit = ("VM steps" if backend == "sqlite" else "commands") if opts.count \
+                    else "us CPU"
+                print(f"{backend:6} {name}: {unit} per job: single enqueue {single:6.1f}  "
+                      f"bulk {bulk:5.1f}  claim {claim:5.1f}", flush=True)
     finally:
         if server is not None:
             server.stop()
