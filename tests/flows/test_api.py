@@ -112,6 +112,8 @@ def test_bad_flows_are_refused_and_store_nothing(app: Conveyor) -> None:
     assert len(flow) == 1  # refused jobs are not kept
     with pytest.raises(InvalidFlowError, match="on_failure"):
         flow.add(fa.number.prepare(1), after=[a], on_failure="maybe")
+    with pytest.raises(InvalidFlowError, match="expir"):
+        flow.add(fa.number.options(expires="1m").prepare(1), after=[a])
     bad = chain(fa.number.prepare(1), fa.add.prepare(1, previous=2), pass_result="previous")
     with pytest.raises(InvalidFlowError, match="given in the call"):
         bad.enqueue(app)

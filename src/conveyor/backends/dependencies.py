@@ -24,8 +24,9 @@ def check_flow(jobs: Sequence[NewJob]) -> set[str]:
     for new in jobs:
         if new.flow_id != flow_id:
             raise InvalidFlowError(f"job {new.id} belongs to flow {new.flow_id}, not {flow_id}")
-        if new.key is not None:
-            raise InvalidFlowError(f"job {new.id}: a flow's jobs take no dedup key")
+        if new.key is not None or new.special:
+            raise InvalidFlowError(f"job {new.id}: a flow's jobs take no dedup key, dedup "
+                                   "mode or expiry")
         if new.id in seen:
             raise InvalidFlowError(f"job id {new.id} appears twice in the flow")
         for parent, policy in new.parents:
@@ -55,6 +56,6 @@ def check_children(jobs: Sequence[NewJob]) -> None:
     if len({new.id for new in jobs}) != len(jobs):
         raise InvalidFlowError("a spawned job id appears twice")
     for new in jobs:
-        if new.key is not None or new.parents:
-            raise InvalidFlowError(f"spawned job {new.id} takes no dedup key and no parents "
-                                   "(build a flow for that)")
+        if new.key is not None or new.parents or new.special:
+            raise InvalidFlowError(f"spawned job {new.id} takes no dedup key, dedup mode, "
+                                   "expiry or parents (build a flow for that)")
