@@ -71,6 +71,8 @@ except ModuleNotFoundError as exc:
 from . import backoff as backoff_mod
 from .backends.base import Backend, JobFilter, NewJob
 from .errors import ConfigurationError, InvalidOptionError
+from .flows import META as FLOW_META
+from .flows.view import flow_data
 from .ids import new_job_id
 from .jobs import Event, Job, JobState
 from .outcomes import NonRetryableError
@@ -469,6 +471,19 @@ class Webhooks(Plugin):
             meta_json=dumps({"webhook_for": job.id, "event_id": event.id}),
         )
 
+    def flow_delivery(self, flow_id: str, jobs: Sequence[Job], event: Event,
+                      url: str) -> NewJob:
+        kwargs = {"url": url, "payload": flow_payload(flow_id, jobs, event),
+                  "message_id": f"msg_flow_{flow_id}", "job_id": flow_id,
+                  "event_id": event.id}
+        return NewJob(
+            id=new_job_id(), queue=QUEUE, task=DELIVERY_TASK, args_json="[]",
+            kwargs_json=dumps(kwargs), key=f"webhook:flow:{flow_id}",
+            max_attempts=len(self.config.schedule) + 1, timeout=self.config.timeout + 5,
+            backoff_json=dumps({"type": "schedule", "delays": list(self.config.schedule)}),
+            meta_json=dumps({"webhook_for": flow_id, "event_id": event.id}),
+        )
+
     async def deliver(self, url: str, payload: dict[str, Any], message_id: str, job_id: str,
                       event_id: int) -> dict[str, Any]:
         """One delivery attempt (the body of task ``conveyor.webhook``)."""
@@ -527,6 +542,19 @@ async def mark_gone(backend: Backend, url: str) -> str:
     return stored[0].job.id
 
 
+def _flow_hook(job: Job) -> str | None:
+    """The URL a flow's job carries for the end of its flow (``flow.notify(url)``)."""
+    entry = job.meta.get(FLOW_META) if isinstance(job.meta, dict) else None
+    url = entry.get("webhook") if isinstance(entry, dict) else None
+    return url if isinstance(url, str) else None
+
+
+def flow_payload(flow_id: str, jobs: Sequence[Job], event: Event) -> dict[str, Any]:
+    """The body announcing the end of a flow: its state and every job's."""
+    data = flow_data(flow_id, jobs)
+    return {"type": f"flow.{data['state']}", "timestamp": _iso(event.at), "data": data}
+
+
 class EventFollower:
     """The leader duty: turns final events of jobs with a URL into delivery jobs."""
 
@@ -560,6 +588,24 @@ class EventFollower:
         jobs = await stream.jobs_of(final)
         new = [self.hooks.delivery(jobs[e.job_id], e) for e in final
                if e.job_id in jobs and self.hooks.url_for(jobs[e.job_id])]
+        new += await self.flows_finished(stream.backend, [
+            (jobs[e.job_id], e) for e in final if e.job_id in jobs
+            and _flow_hook(jobs[e.job_id])])
         if new:
             stored = await stream.backend.enqueue(new)
             self.enqueued += sum(1 for s in stored if s.created)
+
+    async def flows_finished(self, backend: Backend,
+                             ended: Sequence[tuple[Job, Event]]) -> list[NewJob]:
+        """One delivery per flow whose last unfinished job just ended, keyed by the flow
+        (``webhook:flow:<id>``): a replay, or two jobs ending at once, store it once."""
+        out: dict[str, NewJob] = {}
+        for job, event in ended:
+            flow_id = job.flow_id
+            if flow_id is None or flow_id in out:
+                continue
+            members = await backend.flow_jobs(flow_id)
+            if members and all(m.is_final for m in members):
+                out[flow_id] = self.hooks.flow_delivery(flow_id, members, event,
+                                                        _flow_hook(job) or "")
+        return list(out.values())

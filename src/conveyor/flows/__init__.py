@@ -59,6 +59,14 @@ class Flow:
         self.id = new_job_id()
         self._jobs: list[NewJob] = []
         self._edges: dict[str, _Edge] = {}
+        self.webhook: str | None = None
+
+    def notify(self, url: str) -> Flow:
+        """POST the flow's outcome to `url` once every job of it has finished (a signed
+        ``flow.completed`` / ``flow.failed`` / ``flow.cancelled`` webhook; needs
+        ``webhooks.enable(app)``)."""
+        self.webhook = url
+        return self
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -129,17 +137,29 @@ class Flow:
         if not self._jobs:
             raise InvalidFlowError("a flow needs at least one job")
         out = []
+        hook = self._webhook(app)
         for job in self._jobs:
             edge = self._edges[job.id]
             meta = job.meta_json
-            if edge.parents:
-                entry = {"pass": self._check_pass(app, job), "into": edge.into,
-                         "parents": list(edge.parents)}
+            if edge.parents or hook:
+                entry: dict[str, Any] = {"pass": self._check_pass(app, job),
+                                         "into": edge.into, "parents": list(edge.parents)}
+                if hook:
+                    entry["webhook"] = hook
                 meta = dumps({**loads(meta), META: entry})
             out.append(dataclasses.replace(
                 job, flow_id=self.id, meta_json=meta,
                 parents=tuple((p, edge.policy) for p in edge.parents)))
         return out
+
+    def _webhook(self, app: Conveyor) -> str | None:
+        if self.webhook is None:
+            return None
+        hooks = app.plugin("conveyor.webhooks")
+        if hooks is None:
+            raise InvalidFlowError("flow.notify(url) needs webhooks: webhooks.enable(app)")
+        checked: str = hooks.check_option("webhook", self.webhook)
+        return checked
 
     def enqueue(self, app: Conveyor | None = None) -> list[JobHandle[Any]]:
         """Store the whole flow (or nothing); handles of its jobs, in the order added."""
