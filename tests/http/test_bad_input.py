@@ -127,6 +127,17 @@ async def test_two_idempotency_key_headers_are_refused(
     assert await stored(conveyor_app) == 0
 
 
+@pytest.mark.parametrize("key", [None, "big-number"])
+async def test_an_integer_beyond_64_bits_is_refused_not_a_5xx(
+        client: httpx.AsyncClient, conveyor_app: Conveyor, key: str | None) -> None:
+    headers = {"Idempotency-Key": key} if key else {}
+    answer = await client.post("/v1/tasks/add/jobs", json={"kwargs": {"x": 2**70}},
+                               headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert "Integer exceeds 64-bit range" in answer.json()["detail"]
+    assert await stored(conveyor_app) == 0
+
+
 @pytest.mark.parametrize("run_at", [0, 1_900_000_000, "0", "1900000000", "2030-01-01",
                                     "2030-01-01T00:00:00", True])
 async def test_run_at_is_a_date_time_string_as_the_schema_says(

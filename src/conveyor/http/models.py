@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from ..backends.base import QueueInfo, WorkerInfo
+from ..errors import ArgumentsError
 from ..flow.spec import MAX_CONCURRENCY
 from ..jobs import Job, JobState
 from ..task import MAX_KEY_LENGTH, MAX_QUEUE_NAME
@@ -146,8 +147,11 @@ class EnqueueRequest(BaseModel):
     def fingerprint(self, task: str) -> str:
         """What an Idempotency-Key replay must match: the task and the body, canonical
         (key order and whitespace do not matter, absent and default values are equal)."""
-        canonical = orjson.dumps([task, self.model_dump(mode="json")],
-                                 option=orjson.OPT_SORT_KEYS)
+        try:
+            canonical = orjson.dumps([task, self.model_dump(mode="json")],
+                                     option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:  # e.g. an integer beyond 64 bits: never storable either
+            raise ArgumentsError(f"{task} arguments must be JSON-serializable: {exc}") from None
         return hashlib.sha256(canonical).hexdigest()
 
 
