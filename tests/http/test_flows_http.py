@@ -3,10 +3,13 @@ following it, running it, cancelling it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from conveyor import Conveyor, JobState
 from conveyor.testing import adrain
@@ -83,3 +86,36 @@ async def test_cancelling_a_flow_over_http(client: httpx.AsyncClient,
     jobs = await conveyor_app.backend.flow_jobs(flow_id)
     assert {j.state for j in jobs} == {JobState.CANCELLED}
     assert (await client.get("/v1/flows/nope")).status_code == 404
+
+
+async def test_a_flows_events_stream_until_the_whole_flow_has_ended(
+        client: httpx.AsyncClient, conveyor_app: Conveyor, api: FastAPI) -> None:
+    flow_id = (await client.post("/v1/flows", json=FLOW)).json()["id"]
+    hub = api.state.hub
+    listening = hub.subscribers
+
+    async def read() -> list[tuple[str, Any]]:
+        frames: list[tuple[str, Any]] = []
+        async with client.stream("GET", f"/v1/flows/{flow_id}/events") as r:
+            assert r.status_code == 200
+            kind = None
+            async for line in r.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    frames.append((kind or "", json.loads(line[6:])))
+        return frames
+
+    async def subscribed() -> None:  # the stream listens before the work starts
+        while hub.subscribers == listening:
+            await asyncio.sleep(0)
+
+    reading = asyncio.ensure_future(read())
+    await asyncio.wait_for(subscribed(), 10)
+    await adrain(conveyor_app, timeout=20)
+    frames = await asyncio.wait_for(reading, 30)
+    assert frames[0][0] == "flow" and frames[0][1]["state"] == "running"
+    assert frames[-1][0] == "flow" and frames[-1][1]["state"] == "completed"
+    completed = [f for k, f in frames if k == "completed"]
+    assert len(completed) == 3
+    assert (await client.get("/v1/flows/nope/events")).status_code == 404

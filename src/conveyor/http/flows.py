@@ -5,6 +5,7 @@ cancel what has not run (admin scope). conveyor/flows builds and stores it.
                                              {"ref": "b", "task": "parse", "after": ["a"],
                                               "on_failure": "fail", "pass_result": "page"}]}
     GET  /v1/flows/{id}            state, counts, every job with its dependencies, edges
+    GET  /v1/flows/{id}/events     SSE: a snapshot, the jobs' events, a last snapshot
     POST /v1/flows/{id}/cancel     cancel what has not run
 
 A flow is stored whole or not at all. An unknown or unexposed task, a `ref` named twice,
@@ -18,20 +19,32 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..backends.base import NewJob
+from ..backends.base import Backend, NewJob
 from ..errors import InvalidFlowError
 from ..flows import Flow
 from ..flows.view import flow_data
+from ..jobs import Job
+from ..web.hub import EventHub, Subscription, heartbeat_seconds
 from . import models as m
 from .body import idempotency_key
 from .deps import admin_access, backend_of, conveyor_of, read_access
+from .events import (
+    FINAL_KINDS,
+    HEARTBEAT,
+    SSE_HEADERS,
+    STATE_KINDS,
+    _event_frame,
+    _frame,
+    hub_of,
+)
 from .problems import ProblemError, responses
 
 router = APIRouter(tags=["flows"], responses=responses(401, 422, 503))
@@ -149,3 +162,53 @@ async def cancel_flow(request: Request, flow_id: FlowId) -> Response:
     cancelled = await backend.cancel_flow(flow_id)
     return m.json_response({**flow_data(flow_id, await backend.flow_jobs(flow_id)),
                             "cancelled": cancelled})
+
+
+@router.get("/flows/{flow_id}/events", dependencies=READ, response_class=StreamingResponse,
+            summary="Server-Sent Events of a flow's jobs, until the whole flow has ended",
+            responses=responses(404))
+async def flow_events(request: Request, flow_id: FlowId) -> StreamingResponse:
+    """A `flow` snapshot (GET /v1/flows/{id}'s answer) first, then each event of the
+    flow's jobs as /v1/jobs/{id}/events sends them, then a last `flow` frame once every
+    job has finished. No resume: a reconnecting client gets a fresh snapshot."""
+    backend = await backend_of(request)
+    hub = hub_of(request)
+    sub = await hub.subscribe()
+    jobs = await backend.flow_jobs(flow_id)
+    if not jobs:
+        hub.unsubscribe(sub)
+        raise ProblemError(404, "unknown-flow", "Unknown flow", f"no flow {flow_id!r}")
+    return StreamingResponse(_flow_stream(hub, sub, backend, flow_id, jobs),
+                             media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _flow_stream(hub: EventHub, sub: Subscription, backend: Backend, flow_id: str,
+                       jobs: list[Job]) -> AsyncGenerator[bytes, None]:
+    heartbeat = heartbeat_seconds()
+    states = {job.id: job.state.value for job in jobs}
+    try:
+        yield _frame("flow", flow_data(flow_id, jobs), sub.start)
+        while not all(s in FINAL_KINDS for s in states.values()):
+            events = await sub.get(heartbeat)
+            if sub.closed:
+                return
+            if sub.overflowed:  # events were dropped: start again from a fresh snapshot
+                sub.recovered()
+                jobs = await backend.flow_jobs(flow_id)
+                states = {job.id: job.state.value for job in jobs}
+                yield _frame("flow", flow_data(flow_id, jobs), None)
+                continue
+            if not events:
+                yield HEARTBEAT
+            for event in events:
+                if event.job_id not in states:
+                    continue
+                yield _event_frame(event)
+                if event.kind in STATE_KINDS:
+                    states[event.job_id] = event.kind
+                if event.kind == "waiting-children":  # it may have spawned children
+                    states = {**{j.id: j.state.value for j in await backend.flow_jobs(flow_id)},
+                              **states}
+        yield _frame("flow", flow_data(flow_id, await backend.flow_jobs(flow_id)), None)
+    finally:
+        hub.unsubscribe(sub)
