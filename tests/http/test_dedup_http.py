@@ -51,3 +51,14 @@ async def test_bad_dedup_or_expiry_is_422_and_stores_nothing(
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert await all_jobs(conveyor_app) == []
+
+
+async def test_an_idempotent_request_with_a_huge_integer_is_a_4xx_not_a_5xx(
+        client: httpx.AsyncClient, conveyor_app: Conveyor) -> None:
+    # the Idempotency-Key fingerprint once raised on integers past 64 bits (a 500)
+    headers = {"Idempotency-Key": "big", "content-type": "application/json"}
+    body = b'{"args": [-9223372036854775809]}'
+    first = await client.post("/v1/tasks/nothing/jobs", content=body, headers=headers)
+    again = await client.post("/v1/tasks/nothing/jobs", content=body, headers=headers)
+    assert first.status_code == again.status_code == 422  # `nothing` takes no arguments
+    assert await all_jobs(conveyor_app) == []
