@@ -79,3 +79,9 @@ async def fan_out(n: int) -> list[int]:
         current_job().spawn(*(number.prepare(i) for i in range(n)))
         return []
     return sorted(done.values())
+
+
+@app.task(executor="process")
+def in_child(previous: int | None = None) -> dict[str, Any]:
+    """Runs in a process-executor child: its dependencies travel with the job."""
+    return {"passed": previous, "results": list(current_job().dependency_results().values())}

@@ -129,3 +129,9 @@ def test_a_job_spawns_children_waits_for_them_and_runs_again(
     assert ran[0] == "fan_out" and ran[-1] == "fan_out" and ran.count("number") == 3
     assert len(app.get_flow(handle.id)) == 4
     assert handle.refresh().attempt == 1  # the run that spawned was not charged
+
+
+def test_a_process_executor_task_gets_its_dependencies(app: Conveyor) -> None:
+    handles = chain(fa.number.prepare(5), fa.in_child.prepare(), pass_result=True).enqueue(app)
+    drain(app, timeout=60)
+    assert handles[-1].result(timeout=1) == {"passed": 5, "results": [5]}

@@ -58,7 +58,7 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
                 return
             if message is None:
                 return
-            module, qualname, job = message
+            module, qualname, job, dependencies = message
             task = import_object(module, qualname)
             if task.app not in started:
                 try:
@@ -68,16 +68,19 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
                                          "traceback": traceback.format_exc()}, True))
                     return  # a child whose start hook failed takes no job; a new one comes
                 started.append(task.app)
-            conn.send(_run_one(conn, task, job))
+            conn.send(_run_one(conn, task, job, dependencies))
     finally:
         for app in started:
             for line in app.hooks.stop_worker_blocking():
                 print(line, file=sys.stderr)
 
 
-def _run_one(conn: multiprocessing.connection.Connection, task: Any, job: Job) -> tuple[Any, ...]:
-    """One attempt in this child, inside the app's sync middleware: the message to send."""
-    ctx = JobContext(job=job, report=lambda kind, value: conn.send(("report", kind, value)))
+def _run_one(conn: multiprocessing.connection.Connection, task: Any, job: Job,
+             dependencies: dict[str, dict[str, Any]] | None) -> tuple[Any, ...]:
+    """One attempt in this child, inside the app's sync middleware: the message to send.
+    `dependencies`: a flow's job's, read by the parent process (conveyor/flows)."""
+    ctx = JobContext(job=job, report=lambda kind, value: conn.send(("report", kind, value)),
+                     dependencies=dependencies)
     token = set_current(ctx)
 
     def body() -> Any:
@@ -165,7 +168,7 @@ class ProcessPool:
                     outcome.set_result(("died", code))
 
         fn = task.fn
-        child.conn.send((fn.__module__, fn.__qualname__, job))
+        child.conn.send((fn.__module__, fn.__qualname__, job, ctx.dependencies))
         loop.add_reader(child.conn.fileno(), readable)
         healthy = False
         try:
