@@ -358,3 +358,15 @@ async def test_a_failure_ends_and_a_retry_revives_a_chain_deeper_than_trigger_li
     after = await backend.flow_jobs(f)
     assert [j.state for j in after[1:]] == [JobState.WAITING_CHILDREN] * 1_499
     assert after[0].state is JobState.WAITING
+
+
+async def test_removing_an_unfinished_dependency_applies_its_edges_as_cancelled(
+        backend: Backend) -> None:
+    f = new_job_id()
+    a = member(f)
+    failed = member(f, a)
+    runs = member(f, (a, "continue"))
+    await backend.enqueue_flow([a, failed, runs])
+    assert await backend.remove(JobFilter(ids=(a.id,))) == [a.id]
+    assert await state(backend, failed.id) is JobState.FAILED
+    await run_next(backend, expect=runs.id)

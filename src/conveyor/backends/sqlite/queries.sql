@@ -650,3 +650,11 @@ WHERE state IN ('failed', 'cancelled')
                   WHERE e.child = jobs.id AND e.done = 0 AND e.policy != 'continue'
                     AND p.state IN ('failed', 'cancelled'))
 RETURNING id;
+
+-- name: flow_remove_parents
+-- Jobs others wait for that are removed before they finished count as cancelled for
+-- their dependents first (their edges' policies apply; the remove follows).
+UPDATE jobs SET state = 'cancelled', finished_at = :now
+WHERE state IN ('waiting', 'delayed', 'waiting-children') AND dependents IS NOT NULL
+  AND {where}
+RETURNING id;

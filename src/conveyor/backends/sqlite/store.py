@@ -581,6 +581,11 @@ class SqliteStore:
                 if ids:
                     fail_dependents(conn, ids, now)
                 return ids
+            if action == "remove":  # flows: dependents of an unfinished job are not left
+                ended = [r[0] for r in conn.execute(
+                    Q["flow_remove_parents"].format(where=condition), params)]
+                if ended:
+                    fail_dependents(conn, ended, now)
             ids = [r[0] for r in conn.execute(Q[action].format(where=condition), params)]
             if action == "retry" and ids:
                 revive_dependents(conn, ids)

@@ -1,4 +1,5 @@
--- remove: delete jobs of one queue that are not running, leaving a tombstone for each.
+-- remove: delete jobs of one queue that are not running, leaving a tombstone for each
+-- (a flow's job others wait for counts as cancelled for them first, dependents.lua).
 --
 -- KEYS[1..13]  the queue's keys: job prefix, waiting, delayed, active, completed, failed,
 --              cancelled, jobs, keys, tombstones, events, meta, wake (see keyspace.py)
@@ -9,13 +10,22 @@
 --- @include "clock"
 --- @include "queue"
 --- @include "select"
+--- @include "events"
+--- @include "dependents"
 --- @include "remove"
 
 local function remove(now, id, state)
+  if state == 'waiting' or state == 'delayed' or state == 'waiting-children' then
+    -- flows: the dependents of a job removed before it finished see it cancelled
+    local children = redis.call('HGET', job_key(id), 'children')
+    if children then dependents_done(now, id, 'cancelled', children) end
+  end
   remove_job(now, id)
   return true
 end
 
-return each_selected(now_ms(), {waiting = true, delayed = true, completed = true,
-                                failed = true, cancelled = true,
-                                ['waiting-children'] = true}, remove)
+local out = each_selected(now_ms(), {waiting = true, delayed = true, completed = true,
+                                     failed = true, cancelled = true,
+                                     ['waiting-children'] = true}, remove)
+events_done()
+return out
