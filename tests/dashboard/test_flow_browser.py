@@ -1,6 +1,7 @@
 """The flow page in Debian's chromium against a real `conveyor serve`, on every backend:
-every job of a graph with its state and what it waits for, a link to each job, and from
-a job's page back to its flow."""
+every job of a graph with its state and what it waits for, a link to each job, from a
+job's page back to its flow, and the page following the flow live while a worker runs
+it."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from tests.dashboard.conftest import (
     shoot,
     sqlite_store,
 )
-from tests.dashboard.test_browser import sign_in
+from tests.dashboard.test_browser import LIVE, sign_in
 from tests.flows import flow_app as fa
+from tests.helpers import WorkerProcess
 from tests.redis_server import free_port
 
 pytest.importorskip("playwright")
@@ -33,8 +35,8 @@ from playwright.sync_api import expect
 
 @pytest.fixture(scope="module", params=[sqlite_store, redis_store], ids=["sqlite", "redis"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[tuple[str, str, list[str], str]]:
-    """(backend name, dashboard base URL, the graph's job ids, its flow id)."""
+           ) -> Iterator[tuple[str, str, list[str], str, str]]:
+    """(backend name, dashboard base URL, the graph's job ids, its flow id, store URL)."""
     folder = tmp_path_factory.mktemp("flows")
     url = request.param(request, folder)
     fa.app.use(url)
@@ -54,14 +56,16 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", server)
         yield (request.param.__name__.split("_")[0], f"http://127.0.0.1:{port}/dashboard",
-               [a.id, b.id, c.id], flow.id)
+               [a.id, b.id, c.id], flow.id, url)
     finally:
         server.stop()
 
 
 def test_a_flow_and_its_jobs_in_the_browser(
-        browser: Any, served: tuple[str, str, list[str], str]) -> None:
-    backend, base, ids, flow_id = served
+        browser: Any, served: tuple[str, str, list[str], str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOW_LEDGER", os.devnull)  # for the worker started below
+    backend, base, ids, flow_id, url = served
     page = sign_in(browser, base, user="rui", password="rui-password")
     page.goto(f"{base}/flows/{flow_id}")
     rows = page.locator("table.flow-jobs tbody tr")
@@ -79,3 +83,11 @@ def test_a_flow_and_its_jobs_in_the_browser(
     expect(page.locator(".waiting-reasons")).to_contain_text("1 of 1 dependencies left")
     page.locator("a.flow-link").click()
     expect(page.locator("table.flow-jobs tbody tr")).to_have_count(3)
+
+    worker = WorkerProcess(url, app="tests.flows.flow_app:app")  # live: it runs
+    try:
+        expect(page.locator("#flow-state .badge")).to_have_text("completed", timeout=LIVE)
+        expect(page.locator("table.flow-jobs tbody .badge")).to_have_text(
+            ["completed"] * 3)
+    finally:
+        worker.stop()
