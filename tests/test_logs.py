@@ -35,7 +35,8 @@ def test_a_json_worker_tags_every_record_of_a_job_and_logs_one_line_per_job(
     jobs = {enqueue("chatty", "--arg", "word=thread"): "chatty",
             enqueue("chatty_child", "--arg", "word=child"): "chatty_child",
             enqueue("explode"): "explode"}
-    with child(tmp_path, url, "worker", "--log-format", "json", "--store-job-logs") as worker:
+    with child(tmp_path, url, "worker", "--log-format", "json", "--store-job-logs",
+               "--log-jobs") as worker:
         for job_id in jobs:
             wait_for(lambda job_id=job_id: job_state(job_id) in ("completed", "failed"),
                      "the jobs to finish")
@@ -62,12 +63,22 @@ def test_a_json_worker_tags_every_record_of_a_job_and_logs_one_line_per_job(
 def test_text_lines_carry_the_job_and_nothing_is_stored_unless_asked(
         url: str, tmp_path: Path) -> None:
     job_id = enqueue("chatty")
-    with child(tmp_path, url, "worker"):
+    with child(tmp_path, url, "worker", "--log-jobs"):
         wait_for(lambda: job_state(job_id) == "completed", "the job to finish")
     text = (tmp_path / "child.err").read_text()
     assert f"tests.chatty: saying hello [job {job_id} task=chatty queue=math attempt=1]" in text
     assert "conveyor.jobs: chatty completed in " in text
     assert as_json("job", job_id)["logs"] == []
+
+
+@pytest.mark.slow
+def test_the_line_per_job_is_opt_in(url: str, tmp_path: Path) -> None:
+    job_id = enqueue("chatty")
+    with child(tmp_path, url, "worker"):
+        wait_for(lambda: job_state(job_id) == "completed", "the job to finish")
+    text = (tmp_path / "child.err").read_text()
+    assert f"[job {job_id} task=chatty" in text  # the job's own records still carry it
+    assert "conveyor.jobs:" not in text
 
 
 @pytest.mark.slow

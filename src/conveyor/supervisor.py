@@ -81,6 +81,7 @@ class ChildSpec:
     log_level: str = "info"
     log_format: str = "text"
     store_job_logs: bool = False
+    log_jobs: bool = False  # one INFO line per finished attempt (logs.JobLog)
     loop: str = "auto"
     max_jobs: int | None = None
     max_memory: int | None = None  # bytes of resident memory
@@ -339,7 +340,8 @@ async def _run_child(spec: ChildSpec, parent: int) -> None:
     app = load_app(spec.app_path)
     if app.url != spec.url:
         app.use(spec.url)
-    install_job_log(app)
+    if spec.log_jobs:
+        install_job_log(app)
     log.info("event loop: %s", loops.running_name())
     worker = GroupWorker(app, spec, parent)
     if spec.max_jobs is not None:

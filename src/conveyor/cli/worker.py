@@ -16,6 +16,7 @@ from .common import (
     Concurrency,
     LogFormat,
     LogFormatOpt,
+    LogJobsOpt,
     LogLevel,
     LogLevelOpt,
     LoopChoice,
@@ -46,6 +47,7 @@ def worker(
     log_level: LogLevelOpt = LogLevel.INFO,
     log_format: LogFormatOpt = LogFormat.TEXT,
     store_job_logs: StoreJobLogsOpt = False,
+    log_jobs: LogJobsOpt = False,
     loop: LoopOpt = LoopChoice.AUTO,
     processes: Annotated[str, typer.Option(
         "--processes", "-p", envvar="CONVEYOR_PROCESSES", metavar="N|auto",
@@ -79,11 +81,13 @@ def worker(
             app_path=app_path or ctx.obj.app_path, url=app.url, queues=tuple(names),
             concurrency=concurrency, lease=lease, grace=grace, process_workers=process_workers,
             log_level=log_level.value, log_format=log_format.value,
-            store_job_logs=store_job_logs, loop=loop.value, max_jobs=max_jobs_per_child,
+            store_job_logs=store_job_logs, log_jobs=log_jobs, loop=loop.value,
+            max_jobs=max_jobs_per_child,
             max_memory=max_memory,
             group=supervisor.new_group_id())
         raise typer.Exit(supervisor.Supervisor(spec, count, probes).run())
-    logs.install_job_log(app)
+    if log_jobs:
+        logs.install_job_log(app)
     work = Worker(app, names, concurrency=concurrency, lease=lease, grace=grace,
                   process_workers=process_workers)
     beside = [] if probes is None else [health.serve(probes, partial(backend_answers, app))]
