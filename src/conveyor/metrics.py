@@ -197,10 +197,12 @@ class Metrics(Plugin):
         """Collectors of other plugins (``metrics_collector()``, with an async
         ``refresh(backend)`` called before each render), registered on first sight."""
         for plugin in self.app.plugins:
-            make = getattr(plugin, "metrics_collector", None)
-            if make is not None and plugin.name not in self._extra:
-                self._extra[plugin.name] = make()
-                self.registry.register(self._extra[plugin.name])
+            if plugin.name in self._extra:
+                continue
+            collector = plugin.metrics_collector()
+            if collector is not None:
+                self._extra[plugin.name] = collector
+                self.registry.register(collector)
         return list(self._extra.values())
 
     # -- the event stream -------------------------------------------------------------------

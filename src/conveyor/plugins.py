@@ -25,6 +25,9 @@ optional; ``app.install(plugin)`` registers it:
         def router(self):                         # routes, mounted under /v1
             return my_fastapi_router
 
+    `http_middleware()` (an ASGI middleware for the HTTP service) and `metrics_collector()`
+    (series for /metrics) complete the protocol; tracing and schedules use them.
+
 What runs where. `setup` runs once, where the app is defined (producers, HTTP service,
 workers and process children all build the app, so all of them see the plugin). Leader
 duties run in the worker holding the maintenance lock, on its keeper thread with the
@@ -81,6 +84,16 @@ class Plugin:
 
     def router(self) -> Any:
         """A FastAPI ``APIRouter`` that ``create_app`` mounts at `router_prefix`, or None."""
+        return None
+
+    def http_middleware(self) -> tuple[type, dict[str, Any]] | None:
+        """An ASGI middleware class and its options for the HTTP service (e.g. tracing),
+        or None."""
+        return None
+
+    def metrics_collector(self) -> Any:
+        """A prometheus_client collector the metrics plugin registers (it may have an async
+        ``refresh(backend)``, called before each scrape), or None."""
         return None
 
 

@@ -72,9 +72,9 @@ def create_app(conveyor: Conveyor, settings: HttpSettings | None = None) -> Fast
     api.include_router(limits.router, prefix="/v1")
     api.include_router(flows.router, prefix="/v1")
     for plugin in conveyor.plugins:  # webhooks, metrics, schedules, yours
-        wrap = getattr(plugin, "http_middleware", None)  # ASGI middleware (tracing)
+        wrap = plugin.http_middleware()  # ASGI middleware (tracing)
         if wrap is not None:
-            middleware, options = wrap()
+            middleware, options = wrap
             api.add_middleware(middleware, **options)
         routes = plugin.router()
         if routes is not None:
