@@ -5,6 +5,7 @@ process-executor children."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,15 @@ def journal(line: str) -> None:
 def open_pool() -> None:
     RESOURCE["pool"] = f"pool-{os.getpid()}"
     journal(f"start {os.getpid()}")
+
+
+@app.on_worker_start
+def fail_in_the_first_child() -> None:
+    """With $SEAMS_FAIL_FIRST_CHILD set: the first process-executor child's start fails."""
+    marker = os.environ.get("SEAMS_FAIL_FIRST_CHILD")
+    if marker and multiprocessing.parent_process() is not None and not os.path.exists(marker):
+        Path(marker).touch()
+        raise RuntimeError("the first child cannot open its pool")
 
 
 @app.on_worker_stop

@@ -147,6 +147,20 @@ def test_hooks_and_middleware_refuse_what_they_cannot_run() -> None:
         app.on_worker_start(42)  # type: ignore[type-var]
 
 
+def test_a_child_whose_start_hook_fails_is_replaced_and_the_job_retried(
+        seams: Conveyor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "first-child-failed"
+    monkeypatch.setenv("SEAMS_FAIL_FIRST_CHILD", str(marker))
+    job = seams_app.in_child.options(backoff="fixed:0.01").enqueue(n=5)
+    drain(seams, process_workers=1)  # one child: a dead one handed out again would fail it
+    stored = job.refresh()
+    assert marker.exists() and stored.state is JobState.COMPLETED, stored.errors
+    assert [e["message"] for e in stored.errors] == [
+        "worker start hook fail_in_the_first_child failed: RuntimeError: the first child "
+        "cannot open its pool"]
+    assert stored.result["n"] == 5 and stored.attempt == 2
+
+
 def test_the_module_hooks_are_registered_once(seams: Conveyor) -> None:
-    assert seams.hooks.worker_start == [seams_app.open_pool]
+    assert seams.hooks.worker_start == [seams_app.open_pool, seams_app.fail_in_the_first_child]
     assert seams.hooks.worker_stop == [seams_app.close_pool]

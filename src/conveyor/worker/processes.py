@@ -64,8 +64,9 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
                 try:
                     task.app.hooks.start_worker_blocking()
                 except Exception as exc:
-                    conn.send(("error", {"type": type(exc).__qualname__, "message": str(exc),
-                                         "traceback": traceback.format_exc()}, True))
+                    conn.send(("start_failed", {"type": type(exc).__qualname__,
+                                                "message": str(exc),
+                                                "traceback": traceback.format_exc()}))
                     return  # a child whose start hook failed takes no job; a new one comes
                 started.append(task.app)
             conn.send(_run_one(conn, task, job, dependencies))
@@ -173,7 +174,7 @@ class ProcessPool:
         healthy = False
         try:
             message = await asyncio.wait_for(outcome, timeout) if timeout else await outcome
-            healthy = message[0] != "died"
+            healthy = message[0] not in ("died", "start_failed")
         finally:
             loop.remove_reader(child.conn.fileno())
             if healthy:
@@ -217,6 +218,8 @@ def _answer(message: tuple[Any, ...]) -> Any:
         raise RateLimited(message[1], message[2], message[3])
     if kind == "error":
         raise TaskError(message[1], message[2])
+    if kind == "start_failed":  # retryable: the next attempt gets a fresh child
+        raise TaskError(message[1], True)
     if message[1] == REENTERED:  # the script re-ran in the child: a new one would too
         raise TaskError({"type": "ConfigurationError", "message": MESSAGE,
                          "traceback": None}, False)
