@@ -60,7 +60,7 @@ async def flaky_callback(results: list[Any] | None = None) -> int:
     return sum(r for r in results or [] if r is not None)
 
 
-@app.task
+@app.task(max_stalls=10)  # workers are killed three times: a job may be taken back twice
 async def step(n: int) -> int:
     """Marks its start and its end, so a test can tell a dependent started after its
     dependencies ended."""

@@ -54,6 +54,7 @@ def test_every_group_callback_runs_exactly_once_across_three_workers(
         app.get_job(m).result() for m in callbacks[sample])
 
 
+@pytest.mark.timeout(400)  # its own waits say what is missing before the run's limit
 def test_killed_workers_never_start_a_dependent_early_nor_release_it_twice(
         app: Conveyor, ledger: Path, workers: list[WorkerProcess]) -> None:
     rng = random.Random(13)
